@@ -1,0 +1,16 @@
+"""Make the collection importable as ``ansible_collections.smc.backend`` for unit tests.
+
+``make venv`` links the checkout into ``.collections/ansible_collections/smc/backend``;
+this adds ``.collections`` to ``sys.path`` so tests import plugins by their real name.
+"""
+import os
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_COLLECTIONS = os.path.join(_ROOT, ".collections")
+_LINK = os.path.join(_COLLECTIONS, "ansible_collections", "smc", "backend")
+if not os.path.exists(_LINK):
+    os.makedirs(os.path.dirname(_LINK), exist_ok=True)
+    os.symlink("../../..", _LINK)
+if _COLLECTIONS not in sys.path:
+    sys.path.insert(0, _COLLECTIONS)
