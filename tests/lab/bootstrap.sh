@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install what the controller needs, once: Debian packages for the lab (qemu, libvirt, debootstrap)
+# and a Python >= 3.12 virtualenv with the pinned toolchain. Safe to re-run; skips what is done.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+say() { printf '[deps] %s\n' "$*" >&2; }
+die() { printf 'deps: ERROR: %s\n' "$*" >&2; exit 1; }
+
+APT_PKGS="qemu-system-x86 qemu-utils debootstrap libvirt-daemon-system libvirt-clients iproute2 e2fsprogs openssh-client rsync git make"
+missing=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $APT_PKGS 2>/dev/null | awk '$1 != "ii" {print $2}')
+for p in $APT_PKGS; do dpkg-query -W "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+missing=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')
+if [ -n "${missing// /}" ]; then
+    [ "$(id -u)" = 0 ] || die "Debian packages missing ($missing); run as root or install them with apt-get"
+    say "installing Debian packages: $missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# Python >= 3.12 (ansible-core 2.21 needs it): $PYTHON, then python3.13/3.12 on PATH, then pyenv's.
+find_python() {
+    local c
+    for c in ${PYTHON:-} python3.13 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[3-9]*/bin/python3 \
+             "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3 python3; do
+        command -v "$c" >/dev/null 2>&1 || continue
+        if "$c" -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then command -v "$c"; return 0; fi
+    done
+    return 1
+}
+stamp=".venv/.installed-$(sha256sum tests/requirements.txt | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+    py=$(find_python) || die "no Python >= 3.12 found (ansible-core 2.21 needs it). Fix: 'pyenv install 3.12' or set PYTHON=/path/to/python3.12"
+    say "virtualenv .venv with $($py --version) and tests/requirements.txt"
+    [ -x .venv/bin/python ] && .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' || rm -rf .venv
+    "$py" -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -r tests/requirements.txt
+    rm -f .venv/.installed-*; touch "$stamp"
+fi
+# The checkout is the collection smc.backend: link it where ansible looks for collections.
+mkdir -p .collections/ansible_collections/smc
+[ -L .collections/ansible_collections/smc/backend ] || ln -sfn ../../.. .collections/ansible_collections/smc/backend
+say "ready: $(.venv/bin/ansible --version | head -n1)"
