@@ -189,6 +189,7 @@ class GceState:
         self.ops = {}         # (project, zone, name) -> _Op
         self.faults = []      # [status, remaining, match]
         self.op_failures = []  # [(code, message, http_status)]
+        self.request_ids = {}  # (project, zone, api, requestId) -> _Op
         self.calls = collections.Counter()
         self._ids = itertools.count(4000000000000000000)
         self._ips = itertools.count(2)
@@ -335,6 +336,9 @@ class GceState:
             att.interface = att.interface or "SCSI"
             if "initialize_params" in att:
                 del att.initialize_params
+        for sa in inst.service_accounts:
+            if sa.email == "default":  # GCE resolves "default" to the project's compute account
+                sa.email = "123456789012-compute@developer.gserviceaccount.com"
         inst.kind = "compute#instance"
         inst.id = next(self._ids)
         inst.creation_timestamp = _now_rfc3339()
@@ -623,6 +627,14 @@ def dispatch(state, method, api, args, query, body):
         "zoneOperations.wait": lambda: state.poll_op(p, z, n),
     }
     with state.lock:
+        request_id = query.get("requestId", [""])[0]
+        if request_id and method != "GET":  # a retried mutation with the same requestId gets the same operation
+            key = (p, z, api, request_id)
+            if key in state.request_ids:
+                return state.op_message(state.request_ids[key])
+            msg = handlers[api]()
+            state.request_ids[key] = state.ops[(p, z, msg.name)]
+            return msg
         return handlers[api]()
 
 
