@@ -1,0 +1,137 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: tinc_plan
+short_description: Plan the tinc VPN mesh (addresses, hubs, bounded ConnectTo lists) for a list of hosts
+version_added: 0.1.0
+description:
+  - Validates the members of the VPN and fails with every problem at once (duplicate or out-of-subnet
+    VPN addresses, hubs that are not members, hosts without a data center or a reachable address).
+  - Gives each member a VPN address (its C(vpn_address) host variable, else the address it had before,
+    else a hash of its name into the subnet) that does not change when other hosts come or go.
+  - Picks hubs and the ConnectTo list of every member; no member gets more than O(max_connect) entries.
+  - Pure logic in C(plugins/module_utils/tinc_topology.py); this filter only reads host variables.
+options:
+  _input:
+    description: Inventory names of the VPN members.
+    type: list
+    elements: str
+    required: true
+  hostvars:
+    description: The C(hostvars) mapping (or any mapping of host name to variables).
+    type: dict
+    required: true
+  subnet:
+    description: The VPN subnet, for example C(10.88.0.0/16).
+    type: str
+    required: true
+  hubs:
+    description: Hub hosts; empty means the first O(hubs_per_dc) hosts of each data center (natural order).
+    type: list
+    elements: str
+    default: []
+  hubs_per_dc:
+    description: Hubs chosen per data center when O(hubs) is empty.
+    type: int
+    default: 2
+  max_connect:
+    description: Most ConnectTo entries of any host (at least 2).
+    type: int
+    default: 3
+  leaf_hubs:
+    description: Hubs each non-hub host connects to (its own data center's first).
+    type: int
+    default: 2
+  previous:
+    description: Host name to the VPN address it had before, read back from the hosts; keeps addresses stable.
+    type: dict
+    default: {}
+  dc_var:
+    description: Host variable naming the data center.
+    type: str
+    default: dc
+  address_var:
+    description: Host variable with the address other hosts reach this one at.
+    type: str
+    default: private_ip
+  vpn_address_var:
+    description: Host variable with a fixed VPN address (optional per host).
+    type: str
+    default: vpn_address
+"""
+
+EXAMPLES = r"""
+- name: Plan the mesh once for every host
+  ansible.builtin.set_fact:
+    tinc_mesh: "{{ groups['storage'] | smc.backend.tinc_plan(hostvars, subnet='10.88.0.0/16', hubs_per_dc=2) }}"
+  run_once: true
+
+- name: Show this host's ConnectTo list
+  ansible.builtin.debug:
+    msg: "{{ tinc_mesh.nodes[inventory_hostname].connect_to }}"
+"""
+
+RETURN = r"""
+_value:
+  description: The plan.
+  type: dict
+  contains:
+    subnet:
+      description: The VPN subnet in CIDR form.
+      type: str
+    prefixlen:
+      description: Its prefix length.
+      type: int
+    hubs:
+      description: Inventory names of the hubs.
+      type: list
+      elements: str
+    nodes:
+      description: >-
+        Per inventory name - C(name), C(tinc_name) (only C([A-Za-z0-9_])), C(dc), C(address), C(vpn_address),
+        C(hub) (bool) and C(connect_to) (tinc names).
+      type: dict
+"""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.smc.backend.plugins.module_utils.tinc_topology import TincTopologyError, plan
+
+
+def _int(value):
+    """Extra vars arrive as strings: '4' -> 4; anything else is left for the validation to name."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
+
+def tinc_plan(members, hostvars, subnet, hubs=None, hubs_per_dc=2, max_connect=3, leaf_hubs=2, previous=None,
+              dc_var="dc", address_var="private_ip", vpn_address_var="vpn_address"):
+    """Build the node list from host variables and return :func:`tinc_topology.plan`."""
+    if not isinstance(members, (list, tuple)) or not all(isinstance(m, str) for m in members):
+        raise AnsibleFilterError(f"tinc_plan: the input must be a list of host names, got {members!r}")
+    nodes = []
+    for name in members:
+        if name not in hostvars:
+            raise AnsibleFilterError(f"tinc_plan: host {name} is not in the inventory")
+        hv = hostvars[name]
+        nodes.append({
+            "name": name,
+            "dc": hv.get(dc_var),
+            "address": hv.get(address_var),
+            "vpn_address": hv.get(vpn_address_var),
+        })
+    try:
+        return plan(nodes, subnet, hubs=list(hubs or []), k=_int(max_connect), leaf_hubs=_int(leaf_hubs),
+                    hubs_per_dc=_int(hubs_per_dc), previous=dict(previous or {}))
+    except TincTopologyError as exc:
+        raise AnsibleFilterError("tinc VPN: " + "; ".join(exc.errors)) from None
+
+
+class FilterModule:
+    """The tinc_plan filter."""
+
+    def filters(self):
+        return {"tinc_plan": tinc_plan}
