@@ -12,6 +12,7 @@ helpers at the bottom are pure and never call the API.
 """
 import json
 import random
+import re
 import time
 import traceback
 import uuid
@@ -77,7 +78,8 @@ class GceError(Exception):
             errors = [e for e in (exc.errors or []) if isinstance(e, dict)]
             reason = errors[0].get("reason") if errors else getattr(exc, "reason", None)
             code = exc.code if isinstance(exc.code, int) else None
-            return cls(prefix + (exc.message or str(exc)), code=code, reason=reason,
+            message = re.sub(r"^(GET|POST|PUT|PATCH|DELETE) \S+: ", "", exc.message or str(exc))
+            return cls(prefix + message, code=code, reason=reason,
                        retryable=is_retryable(exc), errors=errors)
         if is_retryable(exc):
             return cls(f"{prefix}connection error: {exc}", reason="connectionError", retryable=True)
@@ -213,7 +215,12 @@ class GceBackend:
                                reason="timeout", retryable=True)
             request = compute_v1.WaitZoneOperationRequest(project=self.project, zone=zone, operation=operation.name)
             started = self.clock()
-            operation = self.call(ops.wait, request, f"wait for {operation.name}", deadline=deadline)
+            try:
+                operation = self.call(ops.wait, request, f"wait for {operation.name}", deadline=deadline)
+            except GceError as err:
+                if not err.retryable or self.clock() < deadline:
+                    raise
+                continue  # the wait call itself ran out of time: report the timeout above
             if operation.status != done and self.clock() - started < self.POLL_INTERVAL:
                 self.sleep(min(self.POLL_INTERVAL, max(0.0, deadline - self.clock())))
         if operation.error and operation.error.errors:
@@ -230,24 +237,23 @@ class GceBackend:
         return self.wait(self.call(method, request, action), zone, timeout)
 
     # ---- instances and disks
-    def get_instance(self, zone, name):
-        """The instance, or None when it does not exist."""
-        request = compute_v1.GetInstanceRequest(project=self.project, zone=zone, instance=name)
+    def _get_or_none(self, method, request, action):
         try:
-            return self.call(self.client("InstancesClient").get, request, f"get instance {name}")
+            return self.call(method, request, action)
         except GceError as err:
             if err.code == 404:
                 return None
             raise
 
+    def get_instance(self, zone, name):
+        """The instance, or None when it does not exist."""
+        request = compute_v1.GetInstanceRequest(project=self.project, zone=zone, instance=name)
+        return self._get_or_none(self.client("InstancesClient").get, request, f"get instance {name}")
+
     def get_disk(self, zone, name):
+        """The disk, or None when it does not exist."""
         request = compute_v1.GetDiskRequest(project=self.project, zone=zone, disk=name)
-        try:
-            return self.call(self.client("DisksClient").get, request, f"get disk {name}")
-        except GceError as err:
-            if err.code == 404:
-                return None
-            raise
+        return self._get_or_none(self.client("DisksClient").get, request, f"get disk {name}")
 
     def insert_instance(self, zone, body, timeout):
         """Create from a snake_case dict (see gce_instance_spec.insert_body) and wait."""

@@ -258,6 +258,7 @@ class GceState:
     def _status(self, op):
         if op.done:
             return "DONE"
+        # PENDING until polled or half-way through, then RUNNING
         return "PENDING" if op.polls == 0 and self.clock() < op.started + (op.done_at - op.started) / 2 else "RUNNING"
 
     def _new_op(self, project, zone, op_type, target_url, on_done):
@@ -485,9 +486,8 @@ class GceState:
             transit = getattr(op, "transit", None)
             if transit and not op.done and op.error is None and transit[0].status == "PROVISIONING":
                 transit[0].status = transit[1]
-            msg = self.op_message(op)
             op.polls += 1
-            return msg
+            return self.op_message(op)
 
     # ---- listing
     def _sorted(self, project, zones, filt):
@@ -651,7 +651,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout); fine
+            self.close_connection = True
 
     def _handle(self, method):
         state = self.server.state
