@@ -1,0 +1,458 @@
+#!/usr/bin/python
+# Copyright: smc.backend contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: zfs_project
+short_description: Many project datasets in one call - create, check, quarantine
+description:
+  - Keeps one dataset per project, C(<parent>/<id>), for any number of projects in a single call. One
+    C(zfs list -H -p -r -d 1) reads the state, new datasets are created in one process (libzfs_core through
+    ctypes, or one C(sh) running C(zfs create) lines), and property changes are grouped into a few C(zfs set)
+    calls that each name many datasets.
+  - A primary is writable (C(readonly=off)), a replica C(readonly=on). Every dataset gets the user
+    properties C(smc:role) and C(smc:class) (the storage agent's retention class).
+  - Removing a project (O(remove)) renames its dataset into O(quarantine_parent) as C(<id>-<UTC time>),
+    read-only; nothing is destroyed. Destroying a quarantined copy takes a later call naming the project in
+    O(confirm_destroy).
+  - Datasets under O(parent) that are not listed are left alone and reported in RV(unmanaged).
+author: smc.backend developers
+attributes:
+  check_mode:
+    support: full
+    description: Reads the datasets once and reports what would be created, set, quarantined or destroyed.
+  diff_mode:
+    support: full
+    description: Before and after of every changed dataset's managed properties (up to 1000 lines).
+options:
+  parent:
+    description: Parent dataset of the projects, for example V(tank/projects). Created if missing.
+    type: str
+    required: true
+  parent_properties:
+    description: Properties of O(parent) (for example C(mountpoint=/projects)), set when created and kept.
+    type: dict
+    default: {}
+  projects:
+    description: Projects with their own settings. An id may appear here or in O(primary)/O(replica), once.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      id:
+        description: Project id (letters, digits, underscore, dot, colon, hyphen). The dataset is C(<parent>/<id>).
+        type: str
+        required: true
+      role:
+        description: V(primary) is writable, V(replica) is C(readonly=on).
+        type: str
+        default: primary
+        choices: [primary, replica]
+      quota:
+        description: Quota (C(10G), V(none)); default O(quota).
+        type: str
+      refquota:
+        description: Refquota; default O(refquota).
+        type: str
+      class:
+        description: Retention class of the storage agent; default O(class).
+        type: str
+      properties:
+        description: More properties for this project, on top of O(properties).
+        type: dict
+  primary:
+    description: Ids of projects this host is primary for (compact form, e.g. from the placement).
+    type: list
+    elements: str
+    default: []
+  replica:
+    description: Ids of projects this host holds a replica of.
+    type: list
+    elements: str
+    default: []
+  quota:
+    description: Default quota of every project; omit to leave quotas alone.
+    type: str
+  refquota:
+    description: Default refquota of every project; omit to leave refquotas alone.
+    type: str
+  class:
+    description: Default retention class (C(smc:class)).
+    type: str
+    default: default
+  properties:
+    description: Properties of every project dataset, for example C(snapdir=visible), C(compression=lz4).
+    type: dict
+    default: {}
+  remove:
+    description: Project ids to quarantine (rename into O(quarantine_parent), read-only). Never destroys.
+    type: list
+    elements: str
+    default: []
+  quarantine_parent:
+    description: Where removed projects go; default C(<pool>/quarantine).
+    type: str
+  confirm_destroy:
+    description:
+      - Project ids whose quarantined copies are destroyed (C(zfs destroy -r)). Only copies already in
+        quarantine; a project listed in O(projects), O(primary), O(replica) or O(remove) is refused.
+    type: list
+    elements: str
+    default: []
+  mount:
+    description: Mount newly created datasets (they mount at boot anyway when C(canmount=on)).
+    type: bool
+    default: true
+  method:
+    description:
+      - How new datasets are created. V(lzc) calls libzfs_core in the module's process (fast, thousands per
+        second); V(sh) runs C(zfs create) lines through one shell; V(auto) uses V(lzc) when it loads.
+    type: str
+    default: auto
+    choices: [auto, lzc, sh]
+"""
+
+EXAMPLES = r"""
+- name: Project datasets of this host, from the placement
+  smc.backend.zfs_project:
+    parent: tank/projects
+    parent_properties:
+      mountpoint: /projects
+    primary: "{{ placement_roles.primary }}"
+    replica: "{{ placement_roles.replica }}"
+    quota: 10G
+    properties:
+      snapdir: visible
+
+- name: One project with its own quota and retention class
+  smc.backend.zfs_project:
+    parent: tank/projects
+    projects:
+      - id: 6f1c2d0e-1b7a-4c55-9a10-3f1f0c1e2d3a
+        role: primary
+        quota: 50G
+        class: member
+
+- name: Quarantine a project that left this host
+  smc.backend.zfs_project:
+    parent: tank/projects
+    remove: [6f1c2d0e-1b7a-4c55-9a10-3f1f0c1e2d3a]
+
+- name: Destroy its quarantined copies (a human decision)
+  smc.backend.zfs_project:
+    parent: tank/projects
+    confirm_destroy: [6f1c2d0e-1b7a-4c55-9a10-3f1f0c1e2d3a]
+"""
+
+RETURN = r"""
+created:
+  description: Datasets created (at most 100 listed; see RV(counts)).
+  returned: always
+  type: list
+  elements: str
+updated:
+  description: Datasets whose properties were set, with the new values (at most 100 listed).
+  returned: always
+  type: dict
+quarantined:
+  description: Old name -> quarantine name of removed projects.
+  returned: always
+  type: dict
+destroyed:
+  description: Quarantined datasets destroyed.
+  returned: always
+  type: list
+  elements: str
+unmanaged:
+  description: Datasets under the parent that no option names (at most 100 listed).
+  returned: always
+  type: list
+  elements: str
+counts:
+  description: Numbers of projects, existing, created, updated, quarantined, destroyed, unmanaged datasets and
+    commands run.
+  returned: always
+  type: dict
+  sample: {"projects": 10000, "existing": 0, "created": 10000, "updated": 0, "commands": 14}
+method:
+  description: Creation method used (V(lzc) or V(sh)); V(none) when nothing was created.
+  returned: always
+  type: str
+"""
+
+import re
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.smc.backend.plugins.module_utils.zfs_cli import Lzc, ZfsCli, ZfsError, same_value
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+STAMP_RE = r"\d{8}T\d{6}Z"
+CHUNK = 500
+LIST_MAX = 100
+DIFF_MAX = 1000
+
+PROJECT_SPEC = dict(
+    id=dict(type="str", required=True),
+    role=dict(type="str", default="primary", choices=["primary", "replica"]),
+    quota=dict(type="str"),
+    refquota=dict(type="str"),
+    properties=dict(type="dict"),
+    **{"class": dict(type="str")}
+)
+ARGUMENT_SPEC = dict(
+    parent=dict(type="str", required=True),
+    parent_properties=dict(type="dict", default={}),
+    projects=dict(type="list", elements="dict", default=[], options=PROJECT_SPEC),
+    primary=dict(type="list", elements="str", default=[]),
+    replica=dict(type="list", elements="str", default=[]),
+    quota=dict(type="str"),
+    refquota=dict(type="str"),
+    properties=dict(type="dict", default={}),
+    remove=dict(type="list", elements="str", default=[]),
+    quarantine_parent=dict(type="str"),
+    confirm_destroy=dict(type="list", elements="str", default=[]),
+    mount=dict(type="bool", default=True),
+    method=dict(type="str", default="auto", choices=["auto", "lzc", "sh"]),
+    **{"class": dict(type="str", default="default")}
+)
+
+
+class ProjectError(ValueError):
+    """Bad input; the message names the field and the fix."""
+
+
+def desired_projects(params):
+    """{id: {property: value}} from the options; raises ProjectError naming the field."""
+    out = {}
+    entries = [(dict(p), "projects[%d]" % i) for i, p in enumerate(params["projects"])]
+    entries += [({"id": pid, "role": "primary"}, "primary[%d]" % i) for i, pid in enumerate(params["primary"])]
+    entries += [({"id": pid, "role": "replica"}, "replica[%d]" % i) for i, pid in enumerate(params["replica"])]
+    common = _plain(params["properties"], "properties")
+    for entry, where in entries:
+        pid = entry["id"]
+        if not isinstance(pid, str) or not ID_RE.match(pid):
+            raise ProjectError("%s: project id %r is not valid: use 1-200 letters, digits, '_', '.', ':' or '-', "
+                               "starting with a letter or digit" % (where, pid))
+        if pid in out:
+            raise ProjectError("%s: project %s is listed twice (in projects, primary or replica): list it once"
+                               % (where, pid))
+        props = dict(common)
+        props.update(_plain(entry.get("properties") or {}, where + ".properties"))
+        for key in ("quota", "refquota"):
+            value = entry.get(key) or params[key]
+            if value is not None:
+                props[key] = value
+        role = entry.get("role") or "primary"
+        props["readonly"] = "on" if role == "replica" else "off"
+        props["smc:role"] = role
+        props["smc:class"] = entry.get("class") or params["class"]
+        out[pid] = props
+    for field in ("remove", "confirm_destroy"):
+        for pid in params[field]:
+            if not ID_RE.match(pid):
+                raise ProjectError("%s: project id %r is not valid" % (field, pid))
+            if pid in out:
+                raise ProjectError("%s: project %s is also listed as a project of this host: drop it from one of them"
+                                   % (field, pid))
+    both = sorted(set(params["remove"]) & set(params["confirm_destroy"]))
+    if both:
+        raise ProjectError("confirm_destroy: %s is in remove too; quarantine it first and destroy in a later run"
+                           % both[0])
+    return out
+
+
+def _plain(props, where):
+    for k, v in props.items():
+        if v is None or isinstance(v, (dict, list)):
+            raise ProjectError("%s.%s must be a plain value (quote on/off: 'on')" % (where, k))
+    return {k: str(v) for k, v in props.items()}
+
+
+def plan(parent, rows, desired):
+    """Compare ``zfs list`` rows (dicts with name and properties) of the parent's children with the desired
+    {id: props}. Returns (creates {dataset: props}, updates {dataset: {prop: (have, want)}}, unmanaged)."""
+    existing = {r["name"]: r for r in rows if r["name"] != parent}
+    creates, updates = {}, {}
+    for pid, props in desired.items():
+        name = "%s/%s" % (parent, pid)
+        row = existing.pop(name, None)
+        if row is None:
+            creates[name] = props
+            continue
+        diff = {k: (row.get(k, "-"), v) for k, v in props.items() if not same_value(k, v, row.get(k, "-"))}
+        if diff:
+            updates[name] = diff
+    return creates, updates, sorted(existing)
+
+
+def group_sets(changes):
+    """{dataset: {prop: value}} -> [(sorted prop=value list, [datasets])], each ``zfs set`` naming up to
+    CHUNK datasets that need the same values."""
+    groups = {}
+    for name, props in changes.items():
+        groups.setdefault(tuple(sorted("%s=%s" % kv for kv in props.items())), []).append(name)
+    out = []
+    for assignments, names in sorted(groups.items()):
+        names.sort()
+        for i in range(0, len(names), CHUNK):
+            out.append((list(assignments), names[i:i + CHUNK]))
+    return out
+
+
+def diff_text(creates, updates):
+    before, after = [], []
+    for name in sorted(creates):
+        after.append("%s (new) %s" % (name, " ".join("%s=%s" % kv for kv in sorted(creates[name].items()))))
+    for name in sorted(updates):
+        before.append("%s %s" % (name, " ".join("%s=%s" % (k, h) for k, (h, _) in sorted(updates[name].items()))))
+        after.append("%s %s" % (name, " ".join("%s=%s" % (k, w) for k, (_, w) in sorted(updates[name].items()))))
+    cut = lambda lines: lines[:DIFF_MAX] + (["... %d more" % (len(lines) - DIFF_MAX)] if len(lines) > DIFF_MAX else [])
+    return "\n".join(cut(before)) + "\n", "\n".join(cut(after)) + "\n"
+
+
+class Projects:
+    def __init__(self, module, cli):
+        self.m, self.cli, self.p = module, cli, module.params
+        self.changed = False
+
+    def fail(self, msg, **extra):
+        self.m.fail_json(msg=msg, commands=self.cli.commands, **extra)
+
+    def write(self, args):
+        self.changed = True
+        if not self.m.check_mode:
+            self.cli.run(args)
+
+    def ensure_parent(self, parent, props):
+        rows = self.cli.list(parent, sorted(props), depth=0)
+        if not rows:
+            args = ["zfs", "create", "-p"]
+            for k, v in sorted(props.items()):
+                args += ["-o", "%s=%s" % (k, v)]
+            self.write(args + [parent])
+            return
+        diff = {k: v for k, v in props.items() if not same_value(k, v, rows[0].get(k, "-"))}
+        if diff:
+            self.write(["zfs", "set"] + ["%s=%s" % kv for kv in sorted(diff.items())] + [parent])
+
+    def create(self, creates):
+        method = self.p["method"]
+        lzc = Lzc.load() if method in ("auto", "lzc") else None
+        if method == "lzc" and lzc is None:
+            self.fail("method=lzc but libzfs_core could not be loaded: install libzfs_core (zfsutils-linux) "
+                      "or use method=sh")
+        used = "lzc" if lzc else "sh"
+        if self.m.check_mode or not creates:
+            return used
+        names = sorted(creates)
+        if lzc:
+            errors = {}
+            for name in names:
+                rc = lzc.create(name)
+                if rc:
+                    errors[name] = rc
+            if errors:
+                first = sorted(errors.items())[:5]
+                self.fail("could not create %d dataset(s) with libzfs_core, e.g. %s; nothing else was changed "
+                          "after the failure" % (len(errors), ", ".join("%s (errno %d)" % e for e in first)))
+            for assignments, chunk in group_sets(creates):
+                self.cli.run(["zfs", "set"] + assignments + chunk)
+            if self.p["mount"]:
+                self._script([["zfs", "mount", n] for n in names if creates[n].get("canmount", "on") == "on"])
+        else:
+            cmds = []
+            for name in names:
+                args = ["zfs", "create"] + ([] if self.p["mount"] else ["-u"])
+                for k, v in sorted(creates[name].items()):
+                    args += ["-o", "%s=%s" % (k, v)]
+                cmds.append(args + [name])
+            self._script(cmds)
+        return used
+
+    def _script(self, cmds):
+        failed = self.cli.script(cmds)
+        if failed:
+            self.fail("%d command(s) failed, e.g. '%s' (rc=%d): %s" % (
+                len(failed), " ".join(failed[0][0]), failed[0][1], failed[0][2][-500:]))
+
+    def quarantine(self, parent, qparent, ids, existing):
+        moved = {}
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        todo = [pid for pid in ids if "%s/%s" % (parent, pid) in existing]
+        if todo:
+            self.ensure_parent(qparent, {"canmount": "off"})
+        for pid in todo:
+            old, new = "%s/%s" % (parent, pid), "%s/%s-%s" % (qparent, pid, stamp)
+            self.write(["zfs", "rename", old, new])
+            self.write(["zfs", "set", "readonly=on", "smc:role=quarantined", "smc:quarantined=%s" % stamp,
+                        "smc:origin=%s" % old, new])
+            moved[old] = new
+        return moved
+
+    def destroy(self, qparent, ids):
+        rows = self.cli.list(qparent, [], depth=1)
+        gone = []
+        for pid in ids:
+            pattern = re.compile(r"^%s/%s-%s$" % (re.escape(qparent), re.escape(pid), STAMP_RE))
+            for name in sorted(r["name"] for r in rows if pattern.match(r["name"])):
+                self.write(["zfs", "destroy", "-r", name])
+                gone.append(name)
+        return gone
+
+
+def run_module():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    p = module.params
+    parent = p["parent"].strip("/")
+    qparent = (p["quarantine_parent"] or parent.split("/")[0] + "/quarantine").strip("/")
+    if "/" not in parent:
+        module.fail_json(msg="parent %s is a pool: use a dataset below it, e.g. %s/projects" % (parent, parent))
+    if qparent == parent or qparent.startswith(parent + "/"):
+        module.fail_json(msg="quarantine_parent %s must not be inside parent %s" % (qparent, parent))
+    try:
+        desired = desired_projects(p)
+        _plain(p["parent_properties"], "parent_properties")
+    except ProjectError as exc:
+        module.fail_json(msg="%s. Nothing was changed." % exc)
+    cli = ZfsCli(module.run_command)
+    work = Projects(module, cli)
+    keys = sorted({k for props in desired.values() for k in props})
+    try:
+        work.ensure_parent(parent, p["parent_properties"])
+        rows = cli.list(parent, keys or ["readonly"], depth=1)
+        creates, updates, unmanaged = plan(parent, rows, desired)
+        existing = {r["name"] for r in rows}
+        quarantined = work.quarantine(parent, qparent, p["remove"], existing)
+        unmanaged = [n for n in unmanaged if n not in quarantined]
+        destroyed = work.destroy(qparent, p["confirm_destroy"]) if p["confirm_destroy"] else []
+        method = work.create(creates) if creates else "none"
+        sets = {name: {k: w for k, (_, w) in diff.items()} for name, diff in updates.items()}
+        for assignments, chunk in group_sets(sets):
+            work.write(["zfs", "set"] + assignments + chunk)
+    except ZfsError as exc:
+        module.fail_json(msg=str(exc), commands=cli.commands)
+    before, after = diff_text(creates, updates)
+    for old, new in quarantined.items():
+        before += "%s\n" % old
+        after += "%s (quarantined)\n" % new
+    before += "".join("%s\n" % n for n in destroyed)
+    module.exit_json(
+        changed=bool(work.changed or creates or updates),
+        created=sorted(creates)[:LIST_MAX],
+        updated={n: {k: w for k, (_, w) in d.items()} for n, d in sorted(updates.items())[:LIST_MAX]},
+        quarantined=quarantined, destroyed=destroyed, unmanaged=unmanaged[:LIST_MAX], method=method,
+        counts=dict(projects=len(desired), existing=len(rows) - 1 if rows else 0, created=len(creates),
+                    updated=len(updates), quarantined=len(quarantined), destroyed=len(destroyed),
+                    unmanaged=len(unmanaged), commands=cli.commands),
+        diff=dict(before=before, after=after),
+    )
+
+
+def main():
+    run_module()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+#!/usr/bin/python
+# Copyright: smc.backend contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: zpool
+short_description: Create or import a ZFS pool safely and keep its properties
+description:
+  - Makes sure the pool O(name) is imported with the layout given in O(vdevs), O(log), O(cache) and
+    O(spares), and that its pool properties and root-dataset properties have the given values.
+  - An exported pool with exactly that name is imported (C(zpool import)) before creating anything.
+  - A new pool is created only on devices that carry no signature (no other pool's label, no filesystem,
+    no RAID or LVM member) on the device or any of its partitions. A device with a signature is refused
+    unless it is named in O(force_disks).
+  - The module never destroys a pool, never removes, detaches or replaces a vdev. When the imported pool's
+    layout differs from the desired one (devices compared by resolved path, so C(/dev/disk/by-id/...) and
+    C(/dev/vdb) are the same disk, and a whole disk matches the C(-part1) partition ZFS made on it), it
+    fails listing the differences (or warns, O(layout_mismatch=warn)) and changes nothing.
+  - Pool names are matched exactly, never as substrings.
+author: smc.backend developers
+attributes:
+  check_mode:
+    support: full
+    description: Reads the pool, probes the devices and reports what would be created, imported or set.
+  diff_mode:
+    support: full
+    description: Returns the pool state, layout and managed properties before and after.
+options:
+  name:
+    description: Pool name.
+    type: str
+    required: true
+  vdevs:
+    description:
+      - Data vdevs. Each is a O(vdevs[].type) and its O(vdevs[].disks); type V(stripe) makes every disk its
+        own top-level vdev.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      type:
+        description: Vdev type.
+        type: str
+        default: stripe
+        choices: [stripe, mirror, raidz1, raidz2, raidz3]
+      disks:
+        description: Absolute device (or file) paths; prefer C(/dev/disk/by-id/...).
+        type: list
+        elements: str
+        required: true
+  log:
+    description: Separate intent-log (SLOG) vdevs, same shape as O(vdevs) (V(stripe) or V(mirror)).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      type:
+        description: Vdev type.
+        type: str
+        default: stripe
+        choices: [stripe, mirror]
+      disks:
+        description: Absolute device (or file) paths.
+        type: list
+        elements: str
+        required: true
+  cache:
+    description: L2ARC cache devices.
+    type: list
+    elements: str
+    default: []
+  spares:
+    description: Hot spare devices.
+    type: list
+    elements: str
+    default: []
+  ashift:
+    description: Sector size exponent used when the pool is created (V(12) = 4 KiB). V(0) lets ZFS pick.
+    type: int
+    default: 12
+  properties:
+    description: Pool properties (C(zpool set)), for example C(autotrim=on). Set at creation and kept.
+    type: dict
+    default: {}
+  filesystem_properties:
+    description: Properties of the pool's root dataset (C(zfs set)); inherited by every dataset below.
+    type: dict
+    default: {compression: lz4, atime: 'off', xattr: sa, acltype: posix}
+  force_disks:
+    description:
+      - Devices that may be overwritten although they carry a signature (another pool's label, a
+        filesystem). Each must be named explicitly; compared by resolved path. Use with care.
+    type: list
+    elements: str
+    default: []
+  import_dirs:
+    description:
+      - Directories searched for an exported pool. Default is the directories of the desired devices
+        (for example C(/dev/disk/by-id)), so the imported pool keeps those paths.
+    type: list
+    elements: str
+  layout_mismatch:
+    description: What to do when the imported pool's layout differs from the desired one.
+    type: str
+    default: fail
+    choices: [fail, warn]
+notes:
+  - Needs C(zpool), C(zfs) and C(blkid) (util-linux) on the host; C(lsblk) to probe partitions of disks.
+"""
+
+EXAMPLES = r"""
+- name: Mirror the first two data disks into pool tank
+  smc.backend.zpool:
+    name: tank
+    vdevs:
+      - type: mirror
+        disks: [/dev/disk/by-id/virtio-smc-d1, /dev/disk/by-id/virtio-smc-d2]
+
+- name: RAID-Z2 with a mirrored log, a cache disk and a spare
+  smc.backend.zpool:
+    name: bulk
+    vdevs:
+      - type: raidz2
+        disks: [/dev/disk/by-id/ata-a, /dev/disk/by-id/ata-b, /dev/disk/by-id/ata-c, /dev/disk/by-id/ata-d]
+    log:
+      - type: mirror
+        disks: [/dev/disk/by-id/nvme-log0, /dev/disk/by-id/nvme-log1]
+    cache: [/dev/disk/by-id/nvme-cache0]
+    spares: [/dev/disk/by-id/ata-e]
+    properties:
+      autotrim: "on"
+
+- name: Re-use a disk that still carries an old pool's label (named explicitly)
+  smc.backend.zpool:
+    name: tank
+    vdevs:
+      - disks: [/dev/disk/by-id/virtio-smc-d3]
+    force_disks: [/dev/disk/by-id/virtio-smc-d3]
+"""
+
+RETURN = r"""
+actions:
+  description: What was done (or would be in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create", "set filesystem_properties"]
+layout:
+  description: The pool's layout as C(zpool status -P) reports it, one top-level vdev per line.
+  returned: when the pool is imported
+  type: str
+  sample: "mirror /dev/disk/by-id/virtio-smc-d1-part1 /dev/disk/by-id/virtio-smc-d2-part1\n"
+layout_differences:
+  description: Differences between the desired and the actual layout (nothing is ever removed).
+  returned: always
+  type: list
+  elements: str
+signatures:
+  description: Signatures found on the desired devices of a pool to be created, by device.
+  returned: when the pool is created or refused
+  type: dict
+  sample: {"/dev/disk/by-id/virtio-smc-d3": ["zfs_member (pool old)"]}
+commands:
+  description: The commands that changed something (or would have).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.smc.backend.plugins.module_utils.zfs_cli import ZfsCli, ZfsError, same_value
+from ansible_collections.smc.backend.plugins.module_utils import zpool_layout as zl
+
+VDEV_SPEC = dict(type=dict(type="str", default="stripe", choices=list(zl.KINDS)),
+                 disks=dict(type="list", elements="str", required=True))
+LOG_SPEC = dict(type=dict(type="str", default="stripe", choices=["stripe", "mirror"]),
+                disks=dict(type="list", elements="str", required=True))
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    vdevs=dict(type="list", elements="dict", required=True, options=VDEV_SPEC),
+    log=dict(type="list", elements="dict", default=[], options=LOG_SPEC),
+    cache=dict(type="list", elements="str", default=[]),
+    spares=dict(type="list", elements="str", default=[]),
+    ashift=dict(type="int", default=12),
+    properties=dict(type="dict", default={}),
+    filesystem_properties=dict(type="dict", default={"compression": "lz4", "atime": "off", "xattr": "sa",
+                                                     "acltype": "posix"}),
+    force_disks=dict(type="list", elements="str", default=[]),
+    import_dirs=dict(type="list", elements="str"),
+    layout_mismatch=dict(type="str", default="fail", choices=["fail", "warn"]),
+)
+
+
+def parse_blkid(out):
+    """``blkid -p -o export`` -> a description of the signature, or None when there is none."""
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    kind = values.get("TYPE")
+    if not kind:
+        return None
+    label = values.get("LABEL")
+    if kind == "zfs_member" and label:
+        return "zfs_member (pool %s)" % label
+    return "%s (label %s)" % (kind, label) if label else kind
+
+
+def import_dirs(devices):
+    """Directories to search for an exported pool: those of the desired devices, in order."""
+    dirs = []
+    for dev in devices:
+        d = os.path.dirname(dev)
+        if d not in dirs:
+            dirs.append(d)
+    return dirs
+
+
+def format_props(values):
+    return "".join("%s=%s\n" % (k, values[k]) for k in sorted(values))
+
+
+class PoolManager:
+    """Reads and converges one pool through ZfsCli; all decisions before any write."""
+
+    def __init__(self, module, cli):
+        self.m, self.cli, self.p = module, cli, module.params
+        self.actions, self.commands, self.warnings = [], [], []
+
+    def write(self, args, action):
+        self.actions.append(action)
+        self.commands.append(" ".join(args))
+        if not self.m.check_mode:
+            self.cli.run(args)
+
+    def signatures(self, devices):
+        found = {}
+        for dev in devices:
+            if not os.path.exists(dev):
+                self.m.fail_json(msg="device %s does not exist: fix the path in vdevs/log/cache/spares "
+                                     "(for a file vdev, create the file first, e.g. truncate -s 1G %s)" % (dev, dev))
+            targets = [dev]
+            if not os.path.isfile(dev):
+                rc, out, err = self.cli.run(["lsblk", "-n", "-l", "-p", "-o", "PATH", dev], check=False)
+                targets += [p for p in out.split() if p != os.path.realpath(dev)]
+            sigs = []
+            for target in targets:
+                rc, out, err = self.cli.run(["blkid", "-p", "-o", "export", target], check=False)
+                sig = parse_blkid(out) if rc == 0 else None
+                if sig:
+                    sigs.append(sig if target == dev else "%s on %s" % (sig, target))
+            if sigs:
+                found[dev] = sigs
+        return found
+
+    def create(self, layout):
+        found = self.signatures(zl.devices(layout))
+        forced = {os.path.realpath(d) for d in self.p["force_disks"]}
+        refused = {d: s for d, s in found.items() if os.path.realpath(d) not in forced}
+        if refused:
+            self.m.fail_json(
+                msg="refusing to create pool %s: %s. Nothing was changed. If that data may be destroyed, name each "
+                    "such device in force_disks." % (self.p["name"], "; ".join(
+                        "%s carries %s" % (d, ", ".join(s)) for d, s in sorted(refused.items()))),
+                signatures=found, actions=[], commands=[], layout_differences=[])
+        args = ["zpool", "create"] + (["-f"] if found else [])
+        if self.p["ashift"]:
+            args += ["-o", "ashift=%d" % self.p["ashift"]]
+        for k, v in sorted(self.p["properties"].items()):
+            args += ["-o", "%s=%s" % (k, v)]
+        for k, v in sorted(self.p["filesystem_properties"].items()):
+            args += ["-O", "%s=%s" % (k, v)]
+        self.write(args + [self.p["name"]] + zl.create_args(layout), "create")
+        return found
+
+    def set_props(self, kind, want, get):
+        have = get(sorted(want)) if want else {}
+        diff = {k: str(v) for k, v in want.items() if not same_value(k, v, have.get(k, "-"))}
+        if diff:
+            tool = "zpool" if kind == "properties" else "zfs"
+            if tool == "zpool":
+                for k, v in sorted(diff.items()):
+                    self.write(["zpool", "set", "%s=%s" % (k, v), self.p["name"]], "set properties")
+            else:
+                self.write(["zfs", "set"] + ["%s=%s" % kv for kv in sorted(diff.items())] + [self.p["name"]],
+                           "set filesystem_properties")
+        return {k: have.get(k, "-") for k in want}, dict({k: have.get(k, "-") for k in want}, **diff)
+
+
+def run_module():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    p = module.params
+    name = p["name"]
+    try:
+        layout = zl.desired_layout(p["vdevs"], p["log"], p["cache"], p["spares"])
+    except zl.LayoutError as exc:
+        module.fail_json(msg="invalid layout for pool %s: %s. Nothing was changed." % (name, exc))
+    for key in ("properties", "filesystem_properties"):
+        bad = [k for k, v in p[key].items() if v is None or isinstance(v, (dict, list))]
+        if bad:
+            module.fail_json(msg="%s.%s must be a plain value (quote on/off: 'on')" % (key, bad[0]))
+    cli = ZfsCli(module.run_command)
+    mgr = PoolManager(module, cli)
+    result = dict(changed=False, actions=mgr.actions, commands=mgr.commands, layout_differences=[])
+    before = dict(state="absent")
+    try:
+        imported = name in cli.pools()
+        if not imported:
+            candidates = [c for c in cli.importable(p["import_dirs"] or import_dirs(zl.devices(layout)))
+                          if c["name"] == name]
+            if len(candidates) > 1:
+                module.fail_json(msg="several exported pools are named %s (ids %s): import the right one by hand "
+                                     "(zpool import <id>) and run again" % (name, ", ".join(c["id"] for c in candidates)))
+            if candidates:
+                before["state"] = "exported"
+                dirs = p["import_dirs"] or import_dirs(zl.devices(layout))
+                mgr.write(["zpool", "import"] + [a for d in dirs for a in ("-d", d)] + [name], "import")
+                imported = not module.check_mode
+            else:
+                result["signatures"] = mgr.create(layout)
+        else:
+            before["state"] = "present"
+        after = dict(state="present")
+        if imported:
+            current = zl.parse_status(cli.pool_status(name), name)
+            diffs = zl.compare(layout, current, os.path.realpath)
+            result["layout"] = zl.format_layout(current)
+            result["layout_differences"] = diffs
+            if before["state"] == "present":
+                before["layout"] = result["layout"]
+            after["layout"] = result["layout"]
+            if diffs:
+                text = ("pool %s does not have the desired layout (this module never removes or replaces vdevs): %s"
+                        % (name, "; ".join(diffs)))
+                if p["layout_mismatch"] == "fail":
+                    module.fail_json(msg=text + ". Nothing else was changed. Fix vdevs/log/cache/spares to match the "
+                                     "pool, change the pool by hand, or set layout_mismatch=warn.", **result)
+                mgr.warnings.append(text)
+            for key, get in (("properties", lambda k: cli.pool_get(name, k)),
+                             ("filesystem_properties", lambda k: cli.get(name, k))):
+                old, new = mgr.set_props(key, p[key], get)
+                if before["state"] == "present":
+                    before[key] = format_props(old)
+                after[key] = format_props(new)
+        else:
+            after["layout"] = zl.format_layout(layout)
+            for key in ("properties", "filesystem_properties"):
+                after[key] = format_props(p[key])
+    except ZfsError as exc:
+        module.fail_json(msg=str(exc), **result)
+    result["changed"] = bool(mgr.actions)
+    result["diff"] = dict(before=before, after=after)
+    for w in mgr.warnings:
+        module.warn(w)
+    module.exit_json(**result)
+
+
+def main():
+    run_module()
+
+
+if __name__ == "__main__":
+    main()
