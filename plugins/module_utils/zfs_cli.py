@@ -149,32 +149,82 @@ class ZfsCli:
 
 
 class Lzc:
-    """``libzfs_core`` through ctypes: creates many datasets in one process without one ``zfs create``
-    process each (the kernel call ``zfs create`` itself makes). ``Lzc.load()`` returns None when the
-    library is not there; callers then fall back to the CLI."""
+    """``libzfs_core`` through ctypes: creates many datasets from one process, several at a time (threads
+    share transaction groups, where one ``zfs create`` process each would wait for its own). Properties
+    that the kernel takes without libzfs' translation (user properties, sizes, on/off flags) are set at
+    creation; ``split_props`` says which. ``Lzc.load()`` returns None when the libraries are missing."""
 
     DATASET_TYPE_ZFS = 2
+    SIZE_PROPS = ("quota", "refquota", "reservation", "refreservation")
+    FLAG_PROPS = ("readonly", "atime", "exec", "setuid", "devices")
 
-    def __init__(self, lib):
-        self._lib = lib
+    def __init__(self, core, nvpair):
+        self._core, self._nv = core, nvpair
 
     @classmethod
     def load(cls):
         import ctypes
         import ctypes.util
-        names = [ctypes.util.find_library("zfs_core"), "libzfs_core.so.3", "libzfs_core.so.1"]
-        for name in filter(None, names):
-            try:
-                lib = ctypes.CDLL(name, use_errno=True)
-            except OSError:
-                continue
-            if lib.libzfs_core_init() != 0:
-                return None
-            lib.lzc_create.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint]
-            lib.lzc_create.restype = ctypes.c_int
-            return cls(lib)
-        return None
 
-    def create(self, name):
-        """Create filesystem ``name`` (not mounted, no local properties); returns 0 or an errno."""
-        return self._lib.lzc_create(name.encode(), self.DATASET_TYPE_ZFS, None, None, 0)
+        def lib(stem, versions):
+            for name in filter(None, [ctypes.util.find_library(stem)] + ["lib%s.so.%d" % (stem, v) for v in versions]):
+                try:
+                    return ctypes.CDLL(name)
+                except OSError:
+                    continue
+            return None
+
+        core, nv = lib("zfs_core", (3, 1)), lib("nvpair", (3, 1))
+        if core is None or nv is None or core.libzfs_core_init() != 0:
+            return None
+        vp = ctypes.c_void_p
+        core.lzc_create.argtypes = [ctypes.c_char_p, ctypes.c_int, vp, vp, ctypes.c_uint]
+        nv.nvlist_alloc.argtypes = [ctypes.POINTER(vp), ctypes.c_uint, ctypes.c_int]
+        nv.nvlist_add_string.argtypes = [vp, ctypes.c_char_p, ctypes.c_char_p]
+        nv.nvlist_add_uint64.argtypes = [vp, ctypes.c_char_p, ctypes.c_uint64]
+        nv.nvlist_free.argtypes = [vp]
+        return cls(core, nv)
+
+    @classmethod
+    def split_props(cls, props):
+        """(typed props lzc_create can take, the rest for ``zfs set``)."""
+        typed, rest = {}, {}
+        for k, v in props.items():
+            if ":" in k:
+                typed[k] = str(v)
+            elif k in cls.SIZE_PROPS and to_bytes(v) is not None:
+                typed[k] = to_bytes(v)
+            elif k in cls.FLAG_PROPS and str(v) in ("on", "off"):
+                typed[k] = 1 if str(v) == "on" else 0
+            else:
+                rest[k] = v
+        return typed, rest
+
+    def create(self, name, typed=None):
+        """Create filesystem ``name`` (not mounted) with ``typed`` properties; returns 0 or an errno."""
+        import ctypes
+        nvl = ctypes.c_void_p()
+        if self._nv.nvlist_alloc(ctypes.byref(nvl), 1, 0) != 0:
+            return 12
+        try:
+            for k, v in (typed or {}).items():
+                add = self._nv.nvlist_add_uint64 if isinstance(v, int) else self._nv.nvlist_add_string
+                add(nvl, k.encode(), v if isinstance(v, int) else v.encode())
+            return self._core.lzc_create(name.encode(), self.DATASET_TYPE_ZFS, nvl, None, 0)
+        finally:
+            self._nv.nvlist_free(nvl)
+
+    def create_many(self, items, threads=16):
+        """Create {name: typed props} concurrently, parents before children; returns {name: errno} of failures."""
+        from concurrent.futures import ThreadPoolExecutor
+        errors = {}
+        by_depth = {}
+        for name in items:
+            by_depth.setdefault(name.count("/"), []).append(name)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for depth in sorted(by_depth):
+                names = sorted(by_depth[depth])
+                for name, rc in zip(names, pool.map(lambda n: self.create(n, items[n]), names)):
+                    if rc:
+                        errors[name] = rc
+        return errors

@@ -100,13 +100,19 @@ options:
     elements: str
     default: []
   mount:
-    description: Mount newly created datasets (they mount at boot anyway when C(canmount=on)).
+    description:
+      - Mount newly created datasets (they mount at boot anyway when C(canmount=on)). With O(method=lzc)
+        this runs C(zfs mount -a), as boot does.
     type: bool
     default: true
   method:
     description:
       - How new datasets are created. V(lzc) calls libzfs_core in the module's process (fast, thousands per
-        second); V(sh) runs C(zfs create) lines through one shell; V(auto) uses V(lzc) when it loads.
+        second, several at a time; user properties, sizes and on/off flags are set at creation, other
+        properties by grouped C(zfs set)); V(sh) runs C(zfs create) lines through one shell; V(auto) uses
+        V(lzc) when it loads.
+      - Put properties common to all projects (compression, snapdir) on O(parent_properties) so they are
+        inherited, not set on every dataset.
     type: str
     default: auto
     choices: [auto, lzc, sh]
@@ -348,19 +354,16 @@ class Projects:
             return used
         names = sorted(creates)
         if lzc:
-            errors = {}
-            for name in names:
-                rc = lzc.create(name)
-                if rc:
-                    errors[name] = rc
+            split = {n: Lzc.split_props(creates[n]) for n in names}
+            errors = lzc.create_many({n: split[n][0] for n in names})
             if errors:
                 first = sorted(errors.items())[:5]
-                self.fail("could not create %d dataset(s) with libzfs_core, e.g. %s; nothing else was changed "
-                          "after the failure" % (len(errors), ", ".join("%s (errno %d)" % e for e in first)))
-            for assignments, chunk in group_sets(creates):
+                self.fail("could not create %d of %d dataset(s) with libzfs_core, e.g. %s" % (
+                    len(errors), len(names), ", ".join("%s (errno %d)" % e for e in first)))
+            for assignments, chunk in group_sets({n: split[n][1] for n in names if split[n][1]}):
                 self.cli.run(["zfs", "set"] + assignments + chunk)
             if self.p["mount"]:
-                self._script([["zfs", "mount", n] for n in names if creates[n].get("canmount", "on") == "on"])
+                self.cli.run(["zfs", "mount", "-a"])
         else:
             cmds = []
             for name in names:
