@@ -474,12 +474,14 @@ def load_report(placement, hosts):
     for name, dc, weight, state in checked:
         per_dc.setdefault(dc, []).append((name, weight, state))
     for dc, members in sorted(per_dc.items()):
-        live = [m for m in members if m[2] != "down"]
-        total_w = sum(m[1] for m in live) or 1.0
+        up = [m for m in members if m[2] == "up"]
+        up_weight = sum(m[1] for m in up) or 1.0
+        up_slots = sum(slots[m[0]] for m in up)
         total_s = sum(slots[m[0]] for m in members)
         ratios = []
         for name, weight, state in members:
-            expected = total_s * weight / total_w if state != "down" else 0.0
+            # draining and down hosts are expected to hold nothing new: their share is the up hosts'
+            expected = up_slots * weight / up_weight if state == "up" else 0.0
             ratio = slots[name] / expected if expected else 0.0
             if state == "up":
                 ratios.append(ratio)

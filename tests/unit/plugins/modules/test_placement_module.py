@@ -1,0 +1,144 @@
+"""placement module: parsing, the file it writes, check/diff mode, atomic write."""
+import json
+
+import pytest
+import yaml
+
+from ansible_collections.smc.backend.plugins.module_utils.placement import PlacementError
+from ansible_collections.smc.backend.plugins.modules import placement as mod
+
+HOSTS = [{"name": "a1", "dc": "a"}, {"name": "a2", "dc": "a"}, {"name": "a3", "dc": "a"},
+         {"name": "b1", "dc": "b"}, {"name": "b2", "dc": "b", "weight": 2}, {"name": "b3", "dc": "b"}]
+PROJECTS = ["p%03d" % i for i in range(60)]
+
+
+def params(**kw):
+    out = dict((k, v.get("default")) for k, v in mod.ARGUMENT_SPEC.items())
+    out.update(hosts=HOSTS, projects=PROJECTS)
+    out.update(kw)
+    return out
+
+
+def reader(files):
+    return lambda path: files.get(path)
+
+
+def test_argument_spec_matches_documentation():
+    doc = yaml.safe_load(mod.DOCUMENTATION)
+    assert set(doc["options"]) == set(mod.ARGUMENT_SPEC)
+    for key, spec in mod.ARGUMENT_SPEC.items():
+        assert doc["options"][key].get("default") == spec.get("default"), key
+        assert doc["options"][key]["type"] == spec["type"], key
+    assert doc["attributes"]["check_mode"]["support"] == "full"
+    assert doc["attributes"]["diff_mode"]["support"] == "full"
+    yaml.safe_load(mod.EXAMPLES)
+    yaml.safe_load(mod.RETURN)
+
+
+def test_parse_projects_lines_json_and_object():
+    assert mod.parse_projects("a\n\n b # note\n# only a comment\nc\n") == ["a", "b", "c"]
+    assert mod.parse_projects('["a", "b"]') == ["a", "b"]
+    assert mod.parse_projects('{"projects": ["x"]}') == ["x"]
+    with pytest.raises(PlacementError, match="projects_file"):
+        mod.parse_projects('{"other": 1}')
+
+
+def test_first_run_then_same_run_is_unchanged():
+    result, text = mod.compute(params(), reader({}))
+    assert result["previous_found"] is False
+    assert set(result["placement"]) == set(PROJECTS)
+    assert result["moves"]["added_projects"] == 60
+    assert result["moves"]["slots_moved"] == 0
+    data = json.loads(text)
+    assert data["format"] == 1 and data["replicas_per_dc"] == 2
+    again, text2 = mod.compute(params(previous_path="/prev"), reader({"/prev": text}))
+    assert text2 == text
+    assert again["previous_found"] is True
+    assert again["moves"]["slots_moved"] == 0 and again["moves"]["projects_changed"] == 0
+    assert again["diff"]["before"] == again["diff"]["after"]
+
+
+def test_moves_when_a_host_goes_down():
+    _, text = mod.compute(params(), reader({}))
+    hosts = [dict(h, state="down") if h["name"] == "a2" else h for h in HOSTS]
+    result, _ = mod.compute(params(hosts=hosts, previous_path="/prev"), reader({"/prev": text}))
+    moves = result["moves"]
+    assert moves["slots_moved"] > 0
+    assert moves["per_host"]["a2"]["out"] == moves["slots_moved"]
+    assert all(m["from"] == "a2" and m["to"] in ("a1", "a3") for m in moves["list"])
+    assert result["per_host"].get("a2") is None
+    assert "move " in result["diff"]["after"]
+
+
+def test_draining_keeps_previous():
+    _, text = mod.compute(params(), reader({}))
+    hosts = [dict(h, state="draining") if h["name"] == "b2" else h for h in HOSTS]
+    result, text2 = mod.compute(params(hosts=hosts, previous_path="/prev"), reader({"/prev": text}))
+    assert result["moves"]["slots_moved"] == 0 and text2 == text
+
+
+def test_projects_file_and_bare_previous():
+    files = {"/ids": "\n".join(PROJECTS), "/prev": json.dumps({"p000": ["a1", "a2", "b1", "b2"]})}
+    result, _ = mod.compute(params(projects=None, projects_file="/ids", previous_path="/prev",
+                                   return_placement=False), reader(files))
+    assert "placement" not in result and result["previous_found"]
+    assert result["moves"]["added_projects"] == 59
+
+
+@pytest.mark.parametrize("kw, pattern", [
+    (dict(projects=None, projects_file="/missing"), "does not exist"),
+    (dict(projects=["x"], projects_file="/ids"), "not both"),
+    (dict(projects=None), "give projects"),
+    (dict(hosts=[{"name": "a1", "dc": "a"}]), "allow_degraded"),
+])
+def test_errors(kw, pattern):
+    with pytest.raises(PlacementError, match=pattern):
+        mod.compute(params(**kw), reader({"/ids": "x"}))
+
+
+class FakeModule:
+    def __init__(self, p, check_mode=False, diff=True):
+        self.params, self.check_mode, self._diff = p, check_mode, diff
+        self.result = None
+
+    def exit_json(self, **kw):
+        self.result = kw
+        raise SystemExit(0)
+
+    def fail_json(self, **kw):
+        self.result = dict(kw, failed=True)
+        raise SystemExit(1)
+
+    def atomic_move(self, src, dest):
+        import os
+        os.replace(src, dest)
+
+
+def run(monkeypatch, fake):
+    monkeypatch.setattr(mod, "AnsibleModule", lambda **kw: fake)
+    with pytest.raises(SystemExit):
+        mod.main()
+    return fake.result
+
+
+def test_main_writes_only_when_changed_and_not_in_check_mode(tmp_path, monkeypatch):
+    dest = str(tmp_path / "placement.json")
+    res = run(monkeypatch, FakeModule(params(dest=dest, previous_path=dest), check_mode=True))
+    assert res["changed"] is True and not (tmp_path / "placement.json").exists()
+    assert "diff" in res
+    res = run(monkeypatch, FakeModule(params(dest=dest, previous_path=dest), diff=False))
+    assert res["changed"] is True and "diff" not in res
+    written = (tmp_path / "placement.json").read_text()
+    res = run(monkeypatch, FakeModule(params(dest=dest, previous_path=dest)))
+    assert res["changed"] is False and (tmp_path / "placement.json").read_text() == written
+    assert [p.name for p in tmp_path.iterdir()] == ["placement.json"]
+
+
+def test_main_report_only_changes_nothing(monkeypatch):
+    res = run(monkeypatch, FakeModule(params()))
+    assert res["changed"] is False and "dest" not in res
+
+
+def test_main_fails_cleanly(monkeypatch):
+    res = run(monkeypatch, FakeModule(params(replicas_per_dc=0)))
+    assert res["failed"] and "replicas_per_dc" in res["msg"]
