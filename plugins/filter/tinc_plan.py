@@ -48,6 +48,12 @@ options:
     description: Host name to the VPN address it had before, read back from the hosts; keeps addresses stable.
     type: dict
     default: {}
+  manifests:
+    description:
+      - Host name to the text of the manifest the role left on that host (C(/etc/tinc/NET/.smc-managed));
+        the addresses recorded there count as O(previous). Empty or unreadable text counts as nothing.
+    type: dict
+    default: {}
   dc_var:
     description: Host variable naming the data center.
     type: str
@@ -93,11 +99,21 @@ _value:
         Per inventory name - C(name), C(tinc_name) (only C([A-Za-z0-9_])), C(dc), C(address), C(vpn_address),
         C(hub) (bool) and C(connect_to) (tinc names).
       type: dict
+    revoked:
+      description:
+        - Per host given in O(manifests), the tinc names its manifest lists that are no longer members
+          (the host files to remove there); names not made of C([A-Za-z0-9_]) are never listed.
+      type: dict
 """
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.smc.backend.plugins.module_utils.tinc_topology import TincTopologyError, plan
+from ansible_collections.smc.backend.plugins.module_utils.tinc_topology import (
+    TincTopologyError,
+    plan,
+    previous_addresses,
+    revoked,
+)
 
 
 def _int(value):
@@ -108,7 +124,7 @@ def _int(value):
 
 
 def tinc_plan(members, hostvars, subnet, hubs=None, hubs_per_dc=2, max_connect=3, leaf_hubs=2, previous=None,
-              dc_var="dc", address_var="private_ip", vpn_address_var="vpn_address"):
+              manifests=None, dc_var="dc", address_var="private_ip", vpn_address_var="vpn_address"):
     """Build the node list from host variables and return :func:`tinc_topology.plan`."""
     if not isinstance(members, (list, tuple)) or not all(isinstance(m, str) for m in members):
         raise AnsibleFilterError(f"tinc_plan: the input must be a list of host names, got {members!r}")
@@ -123,11 +139,15 @@ def tinc_plan(members, hostvars, subnet, hubs=None, hubs_per_dc=2, max_connect=3
             "address": hv.get(address_var),
             "vpn_address": hv.get(vpn_address_var),
         })
+    remembered = previous_addresses(dict(manifests or {}))
+    remembered.update(previous or {})
     try:
-        return plan(nodes, subnet, hubs=list(hubs or []), k=_int(max_connect), leaf_hubs=_int(leaf_hubs),
-                    hubs_per_dc=_int(hubs_per_dc), previous=dict(previous or {}))
+        result = plan(nodes, subnet, hubs=list(hubs or []), k=_int(max_connect), leaf_hubs=_int(leaf_hubs),
+                      hubs_per_dc=_int(hubs_per_dc), previous=remembered)
     except TincTopologyError as exc:
         raise AnsibleFilterError("tinc VPN: " + "; ".join(exc.errors)) from None
+    result["revoked"] = revoked(dict(manifests or {}), members)
+    return result
 
 
 class FilterModule:

@@ -29,6 +29,7 @@ import functools
 import hashlib
 import ipaddress
 import itertools
+import json
 import math
 import re
 from collections import deque
@@ -39,6 +40,9 @@ __all__ = [
     "natural_key",
     "validate_nodes",
     "allocate_addresses",
+    "parse_manifests",
+    "previous_addresses",
+    "revoked",
     "select_hubs",
     "hub_offsets",
     "connect_to",
@@ -197,6 +201,52 @@ def allocate_addresses(nodes, subnet, previous=None):
             slot = (slot + 1) % count
         claim(name, first + slot)
     return result
+
+
+def parse_manifests(manifests):
+    """host -> ``{name: record}`` from host -> manifest (dict or JSON text; anything unreadable is empty)."""
+    parsed = {}
+    for host, manifest in manifests.items():
+        if isinstance(manifest, str):
+            try:
+                manifest = json.loads(manifest) if manifest.strip() else {}
+            except ValueError:
+                manifest = {}
+        members = manifest.get("members") if isinstance(manifest, dict) else None
+        parsed[host] = {k: v for k, v in members.items() if isinstance(v, dict)} if isinstance(members, dict) else {}
+    return parsed
+
+
+def previous_addresses(manifests):
+    """Merge what the hosts remember into name -> VPN address for :func:`allocate_addresses`.
+
+    ``manifests``: host name -> that host's manifest ``{"members": {name: {"vpn_address": ...}}}``
+    (or its JSON text). A host's record of itself wins; for a host that lost its own record
+    (reinstalled), the first other host's record in natural order is used.
+    """
+    parsed = parse_manifests(manifests)
+    result = {}
+    for host in sorted(parsed, key=natural_key):
+        for name, record in parsed[host].items():
+            if record.get("vpn_address"):
+                result.setdefault(name, record["vpn_address"])
+    for host, members in parsed.items():
+        if members.get(host, {}).get("vpn_address"):
+            result[host] = members[host]["vpn_address"]
+    return result
+
+
+def revoked(manifests, members):
+    """host -> sorted tinc names it recorded as members that are members no more (files to remove).
+
+    Only names from the host's own manifest: the role never removes a host file it did not write.
+    """
+    current = {tinc_name(m) for m in members}
+    out = {}
+    for host, known in parse_manifests(manifests).items():
+        names = {record.get("tinc_name") or tinc_name(name) for name, record in known.items()}
+        out[host] = sorted((n for n in names - current if not _TINC_NAME_BAD.search(n)), key=natural_key)
+    return out
 
 
 def select_hubs(nodes, hubs=None, hubs_per_dc=2):

@@ -27,6 +27,17 @@ def test_previous_addresses_are_kept():
     assert result["nodes"]["dc1-s1"]["vpn_address"] == "10.88.7.7"
 
 
+def test_manifests_from_the_hosts_keep_addresses():
+    manifests = {
+        "dc1-s1": '{"members": {"dc1-s1": {"vpn_address": "10.88.3.3"}, "dc2-s1": {"vpn_address": "10.88.4.4"}}}',
+        "dc2-s1": "",
+    }
+    result = tinc_plan(["dc1-s1", "dc2-s1"], HOSTVARS, "10.88.0.0/16", manifests=manifests)
+    assert [result["nodes"][h]["vpn_address"] for h in ("dc1-s1", "dc2-s1")] == ["10.88.3.3", "10.88.4.4"]
+    assert result["revoked"] == {"dc1-s1": [], "dc2-s1": []}
+    assert tinc_plan(["dc1-s1"], HOSTVARS, "10.88.0.0/16", manifests=manifests)["revoked"]["dc1-s1"] == ["dc2_s1"]
+
+
 def test_custom_variable_names():
     hv = {"a": {"site": "x", "wan": "192.0.2.1"}}
     result = tinc_plan(["a"], hv, "10.88.0.0/16", dc_var="site", address_var="wan")

@@ -148,6 +148,25 @@ def test_previous_outside_the_subnet_is_ignored():
     assert all(a.startswith("10.88.") for a in after.values())
 
 
+def test_previous_addresses_prefer_a_hosts_own_record():
+    manifests = {
+        "a": {"members": {"a": {"vpn_address": "10.88.0.1"}, "b": {"vpn_address": "10.88.0.9"}}},
+        "b": '{"members": {"b": {"vpn_address": "10.88.0.2"}, "c": {"vpn_address": "10.88.0.3"}}}',
+        "c": "not json",
+        "d": "",
+        "e": {"members": ["junk"]},
+    }
+    assert tt.previous_addresses(manifests) == {"a": "10.88.0.1", "b": "10.88.0.2", "c": "10.88.0.3"}
+
+
+def test_revoked_lists_only_recorded_names_no_longer_members():
+    manifests = {
+        "a": {"members": {"a": {"tinc_name": "a"}, "old-host": {"tinc_name": "old_host"}, "x": {"tinc_name": "../etc"}}},
+        "b": "",
+    }
+    assert tt.revoked(manifests, ["a", "b"]) == {"a": ["old_host"], "b": []}
+
+
 # ---- hubs and ConnectTo ----------------------------------------------------------------------------
 
 def test_automatic_hubs_are_the_first_per_dc_in_natural_order():
