@@ -50,7 +50,7 @@ import math
 import sys
 from array import array
 from bisect import bisect_left
-from itertools import accumulate
+from itertools import accumulate, repeat
 
 __all__ = [
     "PlacementError",
@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 STATES = ("up", "down", "draining")
-VNODES_PER_WEIGHT = 1024
+VNODES_PER_WEIGHT = 2048
 GRID_BITS = 20
 HOME_BITS = 12
 MAX_HOSTS_PER_DC = 1 << 16
@@ -205,7 +205,8 @@ class _DcTable(object):
             keys.extend([(x & _POS_MASK) | idx for x in _u64_stream(RING_SALT, name, vnode_count(weight))])
         keys.sort()
         self.keys = keys
-        self.owners = [k & _TAG_MASK for k in keys]
+        names = self.names
+        self.ring = [names[k & _TAG_MASK] for k in keys]  # host name at each ring position
         self.succ = self._successors()
         self.succ.append(self.succ[0] if self.succ else ())  # past the last point: wrap to point 0
         self.table = self._full_table() if full else self
@@ -219,20 +220,18 @@ class _DcTable(object):
 
     def _full_table(self):
         shift = 64 - GRID_BITS
-        counts = [0] * (1 << GRID_BITS)
-        for key in self.keys:
-            counts[key >> shift] += 1
-        # starts[b] = points before bucket b = sum(counts[:b])
-        starts = accumulate(counts[:-1], initial=0)
+        # bucket -> points up to and including it (later points overwrite: keys are sorted)
+        upto = dict(zip([k >> shift for k in self.keys], range(1, len(self.keys) + 1)))
+        # starts[b] = points before bucket b = upto of the last occupied bucket below b
+        starts = accumulate(map(upto.get, range(-1, (1 << GRID_BITS) - 1), repeat(0)), max)
         return list(map(self.succ.__getitem__, starts))
 
     def _successors(self):
         """For every ring position, the first ``replicas`` distinct hosts from there."""
-        names, owners = self.names, self.owners
-        if not owners:
+        ring = self.ring
+        if not ring:
             return []
-        ring = [names[o] for o in owners]
-        width = min(self.replicas, len(names))
+        width = min(self.replicas, len(self.names))
         succ = list(zip(*[ring[k:] + ring[:k] for k in range(width)]))
         if width == 2:
             bad = [j for j, t in enumerate(succ) if t[0] == t[1]]
@@ -246,15 +245,15 @@ class _DcTable(object):
 
     def walk(self, start, held=None):
         """First distinct eligible hosts from ring position ``start`` (draining: only if in ``held``)."""
-        names, owners = self.names, self.owners
-        count = len(owners)
+        names, ring = self.names, self.ring
+        count = len(ring)
         drain = self.draining if held is not None else frozenset()
         wanted = min(self.replicas, len(names) - len(drain - (held or frozenset())))
         found = []
         for step in range(count):
             if len(found) >= wanted:
                 break
-            name = names[owners[(start + step) % count]]
+            name = ring[(start + step) % count]
             if name not in found and (name not in drain or name in held):
                 found.append(name)
         return tuple(found)
@@ -392,7 +391,7 @@ def _fix_draining(out, previous, orders, tables):
             if table.draining.isdisjoint(table.table[bucket]):
                 result += table.table[bucket]
             else:
-                result += table.walk(table.start(bucket) % max(1, len(table.owners)), held)
+                result += table.walk(table.start(bucket) % max(1, len(table.ring)), held)
         out[pid] = result
 
 
