@@ -43,6 +43,11 @@ Deterministic across processes, machines and Python versions (no ``hash()``, no 
 any ordering except the optional weighted DC order, which uses IEEE basic operations only);
 adding, removing, marking down or changing the weight of one host changes only slots that
 involve that host, only in its DC; load is proportional to weight.
+
+Limits: a host holds at most one slot of a project, so a host whose weight is a large share of
+a small DC gets a little less than its weight (20 hosts, one of weight 2: about 1.95x).  Balance
+is limited by the ring (structural sd about 0.71 / sqrt(points per host)) plus the randomness of
+the project hashes themselves (sd 1 / sqrt(slots per host)); see benchmarks/placement.py.
 """
 
 import hashlib
