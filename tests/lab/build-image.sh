@@ -10,7 +10,7 @@ set -euo pipefail
 
 CACHE=${SMC_LAB_CACHE:-$HOME/.cache/smc-lab}
 SELF=$(readlink -f "$0")
-RECIPE=$(sha256sum "$SELF" | cut -c1-16)
+RECIPE=$(sed -n '/^# --- recipe begin/,/^# --- recipe end/p' "$SELF" | sha256sum | cut -c1-16)
 OUT="$CACHE/image-$RECIPE"
 START=$(date +%s)
 
@@ -21,6 +21,15 @@ if [ "${1:-}" = "--print" ]; then echo "$OUT"; exit 0; fi
 if [ -f "$OUT/base.qcow2" ] && [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/initrd.img" ]; then
     say "cached image $OUT (recipe $RECIPE)"
     echo "$OUT"; exit 0
+fi
+
+# One build at a time: a second caller waits, then finds the image cached.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/build.lock"
+if ! flock -n 9; then
+    say "another build of the image is running; waiting for it"
+    flock 9
+    if [ -f "$OUT/base.qcow2" ]; then echo "$OUT"; exit 0; fi
 fi
 
 [ "$(id -u)" = 0 ] || die "building the image needs root (debootstrap, chroot); run as root"
@@ -47,6 +56,7 @@ trap cleanup EXIT
 rm -rf "$WORK"; mkdir -p "$WORK"; : > "$LOG"
 say "building recipe $RECIPE from $MIRROR (log: $LOG)"
 
+# --- recipe begin: everything that decides what the guest holds
 BASE_PKGS=linux-image-amd64,systemd-sysv,systemd,udev,openssh-server,python3,sudo,ifupdown,isc-dhcp-client,iproute2,iputils-ping,kmod,procps,netbase,ca-certificates,initramfs-tools,zstd
 say "debootstrap bookworm (about 2 min)"
 debootstrap --variant=minbase --components=main,contrib --include="$BASE_PKGS" bookworm "$ROOT" "$MIRROR" >>"$LOG" 2>&1
@@ -142,6 +152,7 @@ in_root systemctl mask systemd-timesyncd.service getty@tty1.service || true
 sed -i 's/^#\?PermitRootLogin.*/PermitRootLogin prohibit-password/; s/^#\?UseDNS.*/UseDNS no/' "$ROOT/etc/ssh/sshd_config"
 echo 'zfs' > "$ROOT/etc/modules-load.d/zfs.conf"
 rm -f "$ROOT/usr/sbin/policy-rc.d"
+# --- recipe end
 cp -L "$ROOT/boot/vmlinuz-$KVER" "$WORK/vmlinuz"; cp -L "$ROOT/boot/initrd.img-$KVER" "$WORK/initrd.img"
 cleanup
 
