@@ -12,7 +12,7 @@ description:
   - Host variables are C(dc), C(ansible_host), C(gce_project), C(gce_zone), C(gce_region), C(gce_status),
     C(gce_labels), C(gce_tags), C(gce_machine_type), C(gce_private_ip), C(gce_public_ip), C(gce_id).
   - The configuration file name must end in C(.gce.yml) or C(.gce.yaml).
-author: smc.backend developers
+author: smc.backend developers (@smc-backend)
 requirements:
   - google-cloud-compute >= 1.14
   - google-auth
@@ -195,8 +195,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _create_client(self):
         """One backend for all projects (each call names its project)."""
-        opts = {k: self.get_option(k) for k in ("auth_kind", "service_account_file", "service_account_contents",
-                                                 "access_token", "api_endpoint", "request_timeout", "retries")}
+        names = ("auth_kind", "service_account_file", "service_account_contents",
+                 "access_token", "api_endpoint", "request_timeout", "retries")
+        opts = {k: self.get_option(k) for k in names}
         opts["project"] = self.get_option("projects")[0]
         return GceBackend(**{k: v for k, v in opts.items() if v is not None})
 

@@ -284,7 +284,9 @@ class GceBackend:
     # ---- listing (each page is one retried call)
     def _pages(self, method, request, action):
         while True:
-            page = next(iter(self.call(method, request, action).pages))
+            page = next(iter(self.call(method, request, action).pages), None)
+            if page is None:
+                return
             yield page
             if not page.next_page_token:
                 return

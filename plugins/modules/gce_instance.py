@@ -16,7 +16,7 @@ description:
     they appear on the host as C(/dev/disk/by-id/google-<disk name>). With O(disks[].auto_delete=false)
     (the default) they survive deletion of the instance and are re-attached when it is created again.
   - Zone operations are awaited up to O(wait_timeout) seconds.
-author: smc.backend developers
+author: smc.backend developers (@smc-backend)
 extends_documentation_fragment:
   - smc.backend.gce
 attributes:

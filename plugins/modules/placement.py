@@ -73,7 +73,7 @@ attributes:
   platform:
     platforms: posix
 author:
-  - smc.backend developers
+  - smc.backend developers (@smc-backend)
 """
 
 EXAMPLES = r"""

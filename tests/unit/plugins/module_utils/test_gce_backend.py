@@ -8,7 +8,7 @@ from google.cloud import compute_v1
 from ansible_collections.smc.backend.plugins.module_utils import gce as gce_utils
 from ansible_collections.smc.backend.plugins.module_utils.gce import (
     GceBackend, GceError, build_credentials, compare_labels, compare_metadata, merge_labels)
-from gce_endpoint.testing import TOKEN, backend, gce  # noqa: F401  (fixtures)
+from gce_endpoint.testing import TOKEN, backend, gce  # noqa: F401 # pylint: disable=unused-import
 
 ZONE = "us-central1-a"
 

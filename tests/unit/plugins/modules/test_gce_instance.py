@@ -9,7 +9,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.smc.backend.plugins.module_utils.gce import GceBackend
 from ansible_collections.smc.backend.plugins.modules import gce_instance
-from gce_endpoint.testing import TOKEN, gce  # noqa: F401  (fixture)
+from gce_endpoint.testing import TOKEN, gce  # noqa: F401 # pylint: disable=unused-import
 
 ZONE = "europe-west1-b"
 
