@@ -12,5 +12,6 @@ _LINK = os.path.join(_COLLECTIONS, "ansible_collections", "smc", "backend")
 if not os.path.exists(_LINK):
     os.makedirs(os.path.dirname(_LINK), exist_ok=True)
     os.symlink("../../..", _LINK)
-if _COLLECTIONS not in sys.path:
-    sys.path.insert(0, _COLLECTIONS)
+for _path in (_COLLECTIONS, os.path.join(_ROOT, "tests")):  # tests/: the GCE test endpoint package
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
