@@ -70,7 +70,7 @@ def main():
         gce.state.reset_stats()
         started = time.perf_counter()
         count = sum(1 for zone in client.zones(project="bench")
-                    for _ in client.zone_instances(zone, max_results=args.page, project="bench"))
+                    for dummy in client.zone_instances(zone, max_results=args.page, project="bench"))
         per_zone_wall = time.perf_counter() - started
         per_zone_calls = gce.state.stats()["requests"]
         print(f"per-zone listing (zones.list + instances.list per zone): {per_zone_wall:.2f}s wall, "

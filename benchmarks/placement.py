@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Placement benchmark: smc.backend's engine against uhashring, same inputs, one run.
 
     .venv/bin/python benchmarks/placement.py                 # 1,000,000 projects, 1,000 hosts, 3 DCs
@@ -109,7 +108,7 @@ def timed(fn, *args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--projects", type=int, default=1000000)
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--dcs", type=int, default=3)
@@ -163,7 +162,7 @@ def main():
         ("remove", [h for h in hosts if h["name"] != victim], slots_dc0 / float(len(dc0))),
     ]
     for label, changed, ideal in cases:
-        after, _ = timed(engine.place, changed, projects)
+        after = timed(engine.place, changed, projects)[0]
         inside, outside = moved_slots(ours, after, dc_of, "dc0")
         uh_after = UhashRing(changed).place_fast(projects)
         uh_inside, uh_outside = moved_slots(uh_all, uh_after, dc_of, "dc0")
@@ -176,7 +175,7 @@ def main():
         del ours, uh_all
         tracemalloc.start()
         result = engine.place(hosts, projects)
-        _, peak = tracemalloc.get_traced_memory()
+        peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         del result
         print("\n== memory")

@@ -68,10 +68,14 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Computes and reports everything; writes nothing.
   diff_mode:
     support: full
+    description: Shows the placement file before and after, with the moved slots.
   platform:
+    support: full
     platforms: posix
+    description: Runs on the controller (or any POSIX host); it never talks to storage hosts.
 author:
   - smc.backend developers (@smc-backend)
 """

@@ -53,5 +53,7 @@ def test_pool_can_be_created_on_an_extra_disk(host):
     finally:
         # A pool this test made itself on a lab disk: remove it and clear its label so the disk is blank again.
         host.run(f"zpool destroy {pool}")
-        host.run(f"zpool labelclear -f {disk}")
+        host.run(f"zpool labelclear -f {disk}-part1")
+        host.run(f"wipefs -a {disk}")
     assert host.run(f"zpool list {pool}").rc != 0
+    assert host.run(f"zpool import -d {disk} -D 2>&1 | grep -q {pool}").rc != 0, "the pool's label survived"

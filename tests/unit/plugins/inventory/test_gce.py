@@ -15,7 +15,7 @@ from google.cloud import compute_v1
 from ansible_collections.smc.backend.plugins.inventory import gce as gce_inventory
 from ansible_collections.smc.backend.plugins.inventory.gce import InventoryModule, dc_of, host_record
 from ansible_collections.smc.backend.plugins.module_utils.gce import GceBackend, GceError
-from gce_endpoint.testing import TOKEN, gce  # noqa: F401  (fixture)
+from gce_endpoint.testing import TOKEN, gce  # noqa: F401 # pylint: disable=unused-import
 
 CANNED = {  # zone -> instances, as the API's JSON
     "europe-west1-b": [
@@ -235,7 +235,7 @@ def test_endpoint_errors(seeded, tmp_path):
 def test_backend_error_is_not_leaked_raw(seeded, tmp_path, monkeypatch):
     def boom(self, **kwargs):
         raise GceError("list instances of p: zones unreachable", reason="unreachable")
-        yield  # pragma: no cover
+        yield  # pragma: no cover  # pylint: disable=unreachable
     monkeypatch.setattr(GceBackend, "aggregated_instances", boom)
     with pytest.raises(AnsibleError, match="smc.backend.gce: list instances of p: zones unreachable"):
         parse(write_config(tmp_path, seeded))

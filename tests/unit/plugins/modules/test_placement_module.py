@@ -20,7 +20,7 @@ def params(**kw):
 
 
 def reader(files):
-    return lambda path: files.get(path)
+    return files.get
 
 
 def test_argument_spec_matches_documentation():
@@ -59,9 +59,9 @@ def test_first_run_then_same_run_is_unchanged():
 
 
 def test_moves_when_a_host_goes_down():
-    _, text = mod.compute(params(), reader({}))
+    text = mod.compute(params(), reader({}))[1]
     hosts = [dict(h, state="down") if h["name"] == "a2" else h for h in HOSTS]
-    result, _ = mod.compute(params(hosts=hosts, previous_path="/prev"), reader({"/prev": text}))
+    result = mod.compute(params(hosts=hosts, previous_path="/prev"), reader({"/prev": text}))[0]
     moves = result["moves"]
     assert moves["slots_moved"] > 0
     assert moves["per_host"]["a2"]["out"] == moves["slots_moved"]
@@ -71,7 +71,7 @@ def test_moves_when_a_host_goes_down():
 
 
 def test_draining_keeps_previous():
-    _, text = mod.compute(params(), reader({}))
+    text = mod.compute(params(), reader({}))[1]
     hosts = [dict(h, state="draining") if h["name"] == "b2" else h for h in HOSTS]
     result, text2 = mod.compute(params(hosts=hosts, previous_path="/prev"), reader({"/prev": text}))
     assert result["moves"]["slots_moved"] == 0 and text2 == text
@@ -79,8 +79,8 @@ def test_draining_keeps_previous():
 
 def test_projects_file_and_bare_previous():
     files = {"/ids": "\n".join(PROJECTS), "/prev": json.dumps({"p000": ["a1", "a2", "b1", "b2"]})}
-    result, _ = mod.compute(params(projects=None, projects_file="/ids", previous_path="/prev",
-                                   return_placement=False), reader(files))
+    result = mod.compute(params(projects=None, projects_file="/ids", previous_path="/prev",
+                                return_placement=False), reader(files))[0]
     assert "placement" not in result and result["previous_found"]
     assert result["moves"]["added_projects"] == 59
 
