@@ -36,7 +36,7 @@ lab-down: deps
 	$(PLAYBOOK) playbooks/lab_down.yml
 
 unit: deps
-	pytest -q tests/unit
+	pytest -q -n 2 tests/unit
 
 lint: deps
 	ansible-lint --profile production
