@@ -151,5 +151,5 @@ def plan(snapshots, policy, now, prefix="smc", needed=()):
             first.setdefault(_bucket(period, epoch, policy["frequent_minutes"]), name)
         for bucket in sorted(first, reverse=True)[:count]:
             keep.setdefault(first[bucket], []).append(period)
-    destroy = [name for _, name in ours if name not in keep]
+    destroy = [name for _epoch, name in ours if name not in keep]
     return Plan({k: sorted(v) for k, v in keep.items()}, destroy, sorted(foreign))

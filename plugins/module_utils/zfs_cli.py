@@ -60,7 +60,7 @@ def parse_import(out):
     """``zpool import`` (no pool named) -> list of {name, id, state} of importable pools."""
     pools, cur = [], None
     for line in out.splitlines():
-        key, _, value = line.strip().partition(": ")
+        key, _sep, value = line.strip().partition(": ")
         if key == "pool":
             cur = {"name": value.strip(), "id": None, "state": None}
             pools.append(cur)

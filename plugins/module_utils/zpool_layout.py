@@ -78,7 +78,7 @@ def desired_layout(vdevs, log=None, cache=None, spares=None):
 def devices(layout):
     """Every device of a layout, in order."""
     out = []
-    for _, devs in layout.data + layout.log:
+    for _kind, devs in layout.data + layout.log:
         out.extend(devs)
     return out + list(layout.cache) + list(layout.spares)
 

@@ -16,7 +16,7 @@ description:
     read-only; nothing is destroyed. Destroying a quarantined copy takes a later call naming the project in
     O(confirm_destroy).
   - Datasets under O(parent) that are not listed are left alone and reported in RV(unmanaged).
-author: smc.backend developers
+author: smc.backend developers (@smc-backend)
 attributes:
   check_mode:
     support: full
@@ -102,7 +102,7 @@ options:
   mount:
     description:
       - Mount newly created datasets (they mount at boot anyway when C(canmount=on)). With O(method=lzc)
-        this runs C(zfs mount -a), as boot does.
+        only the created datasets that have a mountpoint are mounted (one C(zfs mount) each, in one shell).
     type: bool
     default: true
   method:
@@ -307,15 +307,18 @@ def group_sets(changes):
     return out
 
 
+def _cut(lines):
+    return lines[:DIFF_MAX] + (["... %d more" % (len(lines) - DIFF_MAX)] if len(lines) > DIFF_MAX else [])
+
+
 def diff_text(creates, updates):
     before, after = [], []
     for name in sorted(creates):
         after.append("%s (new) %s" % (name, " ".join("%s=%s" % kv for kv in sorted(creates[name].items()))))
     for name in sorted(updates):
-        before.append("%s %s" % (name, " ".join("%s=%s" % (k, h) for k, (h, _) in sorted(updates[name].items()))))
-        after.append("%s %s" % (name, " ".join("%s=%s" % (k, w) for k, (_, w) in sorted(updates[name].items()))))
-    cut = lambda lines: lines[:DIFF_MAX] + (["... %d more" % (len(lines) - DIFF_MAX)] if len(lines) > DIFF_MAX else [])
-    return "\n".join(cut(before)) + "\n", "\n".join(cut(after)) + "\n"
+        before.append("%s %s" % (name, " ".join("%s=%s" % (k, h) for k, (h, _want) in sorted(updates[name].items()))))
+        after.append("%s %s" % (name, " ".join("%s=%s" % (k, w) for k, (_have, w) in sorted(updates[name].items()))))
+    return "\n".join(_cut(before)) + "\n", "\n".join(_cut(after)) + "\n"
 
 
 class Projects:
@@ -363,7 +366,7 @@ class Projects:
             for assignments, chunk in group_sets({n: split[n][1] for n in names if split[n][1]}):
                 self.cli.run(["zfs", "set"] + assignments + chunk)
             if self.p["mount"]:
-                self.cli.run(["zfs", "mount", "-a"])
+                self.mount(names)
         else:
             cmds = []
             for name in names:
@@ -373,6 +376,13 @@ class Projects:
                 cmds.append(args + [name])
             self._script(cmds)
         return used
+
+    def mount(self, names):
+        """Mount the datasets just created (only those, never C(zfs mount -a)) that have a mountpoint."""
+        wanted = set(names)
+        rows = self.cli.list(self.p["parent"], ["canmount", "mountpoint", "mounted"], depth=1)
+        self._script([["zfs", "mount", r["name"]] for r in rows if r["name"] in wanted and r["canmount"] == "on"
+                      and r["mountpoint"].startswith("/") and r["mounted"] == "no"])
 
     def _script(self, cmds):
         failed = self.cli.script(cmds)
@@ -431,7 +441,7 @@ def run_module():
         unmanaged = [n for n in unmanaged if n not in quarantined]
         destroyed = work.destroy(qparent, p["confirm_destroy"]) if p["confirm_destroy"] else []
         method = work.create(creates) if creates else "none"
-        sets = {name: {k: w for k, (_, w) in diff.items()} for name, diff in updates.items()}
+        sets = {name: {k: w for k, (_have, w) in diff.items()} for name, diff in updates.items()}
         for assignments, chunk in group_sets(sets):
             work.write(["zfs", "set"] + assignments + chunk)
     except ZfsError as exc:
@@ -444,7 +454,7 @@ def run_module():
     module.exit_json(
         changed=bool(work.changed or creates or updates),
         created=sorted(creates)[:LIST_MAX],
-        updated={n: {k: w for k, (_, w) in d.items()} for n, d in sorted(updates.items())[:LIST_MAX]},
+        updated={n: {k: w for k, (_have, w) in d.items()} for n, d in sorted(updates.items())[:LIST_MAX]},
         quarantined=quarantined, destroyed=destroyed, unmanaged=unmanaged[:LIST_MAX], method=method,
         counts=dict(projects=len(desired), existing=len(rows) - 1 if rows else 0, created=len(creates),
                     updated=len(updates), quarantined=len(quarantined), destroyed=len(destroyed),

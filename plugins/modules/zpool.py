@@ -17,7 +17,7 @@ description:
     C(/dev/vdb) are the same disk, and a whole disk matches the C(-part1) partition ZFS made on it), it
     fails listing the differences (or warns, O(layout_mismatch=warn)) and changes nothing.
   - Pool names are matched exactly, never as substrings.
-author: smc.backend developers
+author: smc.backend developers (@smc-backend)
 attributes:
   check_mode:
     support: full

@@ -33,7 +33,7 @@ def _run(args, data=None):
 def test_script_runs_everything_and_reports_failures_by_command():
     cli = z.ZfsCli(_run)
     failed = cli.script([["true"], ["sh", "-c", "exit 3"], ["echo", "it's $HOME `x`"], ["false"]])
-    assert [(argv, rc) for argv, rc, _ in failed] == [(["sh", "-c", "exit 3"], 3), (["false"], 1)]
+    assert [(argv, rc) for argv, rc, _err in failed] == [(["sh", "-c", "exit 3"], 3), (["false"], 1)]
     assert cli.commands == 1
 
 

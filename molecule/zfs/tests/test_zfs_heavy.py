@@ -1,0 +1,163 @@
+"""ZFS heavy tests, dc1-s1 only (testinfra_hosts below; the other hosts get the light checks of test_zfs.py):
+every pool layout on sparse-file vdevs, many datasets in one zfs_project call, a refused foreign disk,
+import before create, retention across DST under faketime, a held snapshot surviving the prune."""
+import json
+import os
+import time
+
+import pytest
+from testinfra.modules.ansible import AnsibleException
+
+testinfra_hosts = ["ansible://dc1-s1"]
+
+BYID = "/dev/disk/by-id/virtio-smc-d"
+AGENT = "/usr/local/sbin/smc-zfs-agent"
+DIR = "/var/tmp/smc-zfs-test"
+# Datasets made in one zfs_project call (SMC_ZFS_BULK_COUNT overrides; see the changelog for timings).
+BULK = int(os.environ.get("SMC_ZFS_BULK_COUNT", "10000"))
+FS = {"compression": "lz4", "atime": "off", "xattr": "sa", "acltype": "posix", "mountpoint": "none"}
+
+
+def _files(pool, n, tag="f"):
+    return ["%s/%s-%s%d.img" % (DIR, pool, tag, i) for i in range(1, n + 1)]
+
+
+LAYOUTS = {
+    "smct_stripe": {"vdevs": [{"type": "stripe", "disks": _files("smct_stripe", 2)}]},
+    "smct_mirror": {"vdevs": [{"type": "mirror", "disks": _files("smct_mirror", 2)}]},
+    "smct_raidz1": {"vdevs": [{"type": "raidz1", "disks": _files("smct_raidz1", 3)}]},
+    "smct_raidz2": {"vdevs": [{"type": "raidz2", "disks": _files("smct_raidz2", 4)}]},
+    "smct_raidz3": {"vdevs": [{"type": "raidz3", "disks": _files("smct_raidz3", 5)}]},
+    "smct_aux": {"vdevs": [{"type": "mirror", "disks": _files("smct_aux", 2)}],
+                 "log": [{"type": "mirror", "disks": _files("smct_aux", 2, "l")}],
+                 "cache": _files("smct_aux", 1, "c"), "spares": _files("smct_aux", 1, "s")},
+}
+KINDS = {"smct_stripe": None, "smct_mirror": "mirror-0", "smct_raidz1": "raidz1-0",
+         "smct_raidz2": "raidz2-0", "smct_raidz3": "raidz3-0", "smct_aux": "mirror-0"}
+
+
+def _module(host, name, **args):
+    try:
+        return host.ansible(name, json.dumps(args), check=False, become=True)
+    except AnsibleException as exc:
+        return exc.result
+
+
+def _reset(host):
+    """Remove what an earlier (interrupted) run left: our own smct_* pools (exact prefix) and files."""
+    host.run("for p in $(zpool list -H -o name); do case $p in smct_*) zpool destroy -f $p;; esac; done; "
+             "rm -rf %s" % DIR)
+
+
+@pytest.fixture(scope="module")
+def pools(host):
+    _reset(host)
+    files = [f for spec in LAYOUTS.values() for group in spec["vdevs"] + spec.get("log", [])
+             for f in group["disks"]] + [f for spec in LAYOUTS.values()
+                                         for f in spec.get("cache", []) + spec.get("spares", [])]
+    host.check_output("mkdir -m 0700 -p %s && truncate -s 256M %s" % (DIR, " ".join(files)))
+    first = {name: _module(host, "smc.backend.zpool", name=name, filesystem_properties=FS, **spec)
+             for name, spec in LAYOUTS.items()}
+    yield first
+    _reset(host)
+
+
+def test_every_layout_is_created_and_then_unchanged(host, pools):
+    for name, res in pools.items():
+        assert res["changed"] and not res.get("failed"), (name, res.get("msg"))
+        status = host.check_output("zpool status -P %s" % name)
+        assert KINDS[name] is None or KINDS[name] in status
+    aux = host.check_output("zpool status -P smct_aux")
+    for section in ("logs", "cache", "spares"):
+        assert "\t%s" % section in aux
+    again = _module(host, "smc.backend.zpool", name="smct_aux", filesystem_properties=FS, **LAYOUTS["smct_aux"])
+    assert not again["changed"] and not again.get("failed")
+
+
+def test_exported_pool_is_imported_not_recreated(host, pools):
+    host.check_output("zpool export smct_mirror")
+    res = _module(host, "smc.backend.zpool", name="smct_mirror", filesystem_properties=FS, **LAYOUTS["smct_mirror"])
+    assert res["actions"][0] == "import" and host.run("zpool list smct_mirror").rc == 0
+
+
+def test_foreign_label_is_refused_unless_forced(host, pools):
+    disk = BYID + "4"
+    host.run("zpool labelclear -f %s-part1; zpool labelclear -f %s; wipefs -a -q %s" % (disk, disk, disk))
+    host.check_output("zpool create -f smcforeign %s && zpool export smcforeign" % disk)
+    try:
+        res = _module(host, "smc.backend.zpool", name="smct_d4", vdevs=[{"type": "stripe", "disks": [disk]}])
+        assert res.get("failed") and "zfs_member (pool smcforeign)" in res["msg"] and disk in res["msg"]
+        assert host.run("zpool list smct_d4").rc != 0
+        assert "smcforeign" in host.check_output("zpool import")
+        # A file vdev with another pool's label is refused the same way.
+        fdisk = LAYOUTS["smct_stripe"]["vdevs"][0]["disks"][0]
+        res = _module(host, "smc.backend.zpool", name="smct_f", vdevs=[{"type": "stripe", "disks": [fdisk]}])
+        assert res.get("failed") and host.run("zpool list smct_f").rc != 0
+        res = _module(host, "smc.backend.zpool", name="smct_d4", vdevs=[{"type": "stripe", "disks": [disk]}],
+                      force_disks=[disk])
+        assert res["changed"] and not res.get("failed"), res.get("msg")
+        res = _module(host, "smc.backend.zpool", name="smct_d4", vdevs=[{"type": "stripe", "disks": [disk]}],
+                      force_disks=[disk])
+        assert not res["changed"]
+        res = _module(host, "smc.backend.zpool", name="smct_d4",
+                      vdevs=[{"type": "mirror", "disks": [disk, BYID + "3"]}])
+        assert res.get("failed") and "never removes" in res["msg"]
+    finally:
+        host.run("zpool destroy smct_d4; zpool labelclear -f %s-part1; zpool labelclear -f %s; wipefs -a -q %s"
+                 % (disk, disk, disk))
+
+
+def test_bulk_datasets_in_one_call(host, pools):
+    names = ["p%d" % i for i in range(BULK)]
+    args = dict(parent="smct_stripe/projects", parent_properties={"canmount": "off"}, primary=names,
+                quota="1G", mount=False)
+    start = time.time()
+    res = _module(host, "smc.backend.zfs_project", **args)
+    took = time.time() - start
+    print("zfs_project created %d datasets in %.0f s (method %s)" % (BULK, took, res.get("method")))
+    assert not res.get("failed"), res.get("msg")
+    assert res["counts"]["created"] == BULK
+    count = host.check_output("zfs list -H -o name -d 1 smct_stripe/projects | wc -l")
+    assert int(count) == BULK + 1
+    assert host.check_output("zfs get -H -o value quota smct_stripe/projects/p%d" % (BULK - 1)) == "1G"
+    again = _module(host, "smc.backend.zfs_project", **args)
+    assert not again["changed"] and again["counts"]["created"] == 0
+
+
+AGENT_ENV = "SMC_AGENT_LIB=/usr/local/lib/smc-zfs-agent TZ=Europe/Berlin"
+CFG = '{"roots": ["smct_raidz1/p"], "classes": {"default": {"frequent": 4, "hourly": 3, "daily": 2}}}'
+
+
+def test_retention_across_dst_with_faketime_and_holds(host, pools):
+    """Snapshots every 15 minutes around the end of CEST (2024-10-27 01:00 UTC, local 03:00 -> 02:00),
+    taken by the agent under faketime; then a prune with TZ=Europe/Berlin keeps exactly frequent 4 +
+    hourly 3 + daily 2 (+ the held one)."""
+    host.check_output("zfs create -o mountpoint=%s/p smct_raidz1/p && "
+                      "zfs create smct_raidz1/p/dst && echo '%s' > %s/agent.json" % (DIR, CFG, DIR))
+    times = ["2024-10-26 23:30:00", "2024-10-27 00:00:00", "2024-10-27 00:30:00", "2024-10-27 00:45:00",
+             "2024-10-27 01:00:00", "2024-10-27 01:15:00", "2024-10-27 01:30:00", "2024-10-27 01:45:00",
+             "2024-10-27 02:00:00"]
+    for t in times:
+        host.check_output("date >> %s/p/dst/f && sync && "
+                          "%s faketime -f '@%s' %s --config %s/agent.json snapshot"
+                          % (DIR, AGENT_ENV.replace("TZ=Europe/Berlin", "TZ=UTC"), t, AGENT, DIR))
+    names = host.check_output("zfs list -H -t snapshot -o name -s name smct_raidz1/p/dst").split()
+    stamps = [n.split("@")[1] for n in names]
+    assert stamps == ["smc_%sZ" % t.replace(" ", "T") for t in times]
+    host.check_output("zfs hold smc-repl-test smct_raidz1/p/dst@smc_2024-10-26T23:30:00Z")
+    out = host.check_output("%s %s --config %s/agent.json --now 2024-10-27T02:05:00Z prune"
+                            % (AGENT_ENV, AGENT, DIR))
+    kept = [n.split("@")[1] for n in host.check_output(
+        "zfs list -H -t snapshot -o name -s name smct_raidz1/p/dst").split()]
+    assert kept == ["smc_2024-10-26T23:30:00Z",  # held (also daily 10-26)
+                    "smc_2024-10-27T00:00:00Z",  # daily 10-27, hourly 00
+                    "smc_2024-10-27T01:00:00Z",  # hourly 01
+                    "smc_2024-10-27T01:15:00Z", "smc_2024-10-27T01:30:00Z", "smc_2024-10-27T01:45:00Z",  # frequent
+                    "smc_2024-10-27T02:00:00Z"]  # frequent, hourly 02, newest
+    # The report counts what really went: 2 destroyed (00:30, 00:45), not every snapshot submitted.
+    assert json.loads(out.splitlines()[-1])["destroyed"] == len(times) - len(kept)
+    # The agent ran with TZ=Europe/Berlin (local 02:xx happens twice that night): nothing moves.
+    out = host.check_output("%s %s --config %s/agent.json --now 2024-10-27T02:05:00Z prune --dry-run"
+                            % (AGENT_ENV, AGENT, DIR))
+    assert json.loads(out.splitlines()[-1])["would_destroy"] == 0
+    host.run("zfs release smc-repl-test smct_raidz1/p/dst@smc_2024-10-26T23:30:00Z")
