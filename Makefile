@@ -8,7 +8,7 @@ PLAYBOOK := ansible-playbook
 SCENARIOS ?= default
 LAB_VARS := $(if $(LAB_PORT_BASE),-e lab_ssh_port_base=$(LAB_PORT_BASE))
 
-.PHONY: help deps image lab lab-up lab-fresh lab-down lab-status site unit lint sanity molecule test bench build
+.PHONY: help deps image lab lab-up lab-fresh lab-checks lab-down lab-status site unit lint sanity molecule test bench build
 
 help:
 	@echo "make lab         install deps, build the image, boot the 6-VM lab, converge playbooks/site.yml"
@@ -44,11 +44,14 @@ lint: deps
 sanity: deps
 	tests/sanity.sh
 
+lab-checks: deps
+	pytest -q -p no:cacheprovider tests/lab_checks
+
 molecule: deps
 	@for s in $(SCENARIOS); do echo "== molecule scenario $$s"; molecule test -s $$s || exit 1; done
 
 # CI (CI=true) starts from a fresh lab: the VMs' disks are recreated, so every converge starts from nothing.
-test: unit lint sanity $(if $(CI),lab-fresh,lab-up) molecule
+test: unit lint sanity $(if $(CI),lab-fresh,lab-up) lab-checks molecule
 
 lab-fresh: image
 	$(PLAYBOOK) playbooks/lab_down.yml

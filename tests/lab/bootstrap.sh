@@ -17,19 +17,9 @@ if [ -n "${missing// /}" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# Python >= 3.12 (ansible-core 2.21 needs it): $PYTHON, then python3.13/3.12 on PATH, then pyenv's.
-find_python() {
-    local c
-    for c in ${PYTHON:-} python3.13 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[3-9]*/bin/python3 \
-             "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3 python3; do
-        command -v "$c" >/dev/null 2>&1 || continue
-        if "$c" -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then command -v "$c"; return 0; fi
-    done
-    return 1
-}
 stamp=".venv/.installed-$(sha256sum tests/requirements.txt | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-    py=$(find_python) || die "no Python >= 3.12 found (ansible-core 2.21 needs it). Fix: 'pyenv install 3.12' or set PYTHON=/path/to/python3.12"
+    py=$(tests/lab/find-python.sh) || exit 1
     say "virtualenv .venv with $($py --version) and tests/requirements.txt"
     [ -x .venv/bin/python ] && .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' || rm -rf .venv
     "$py" -m venv .venv
