@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Prune N snapshots on a lab host with smc-zfs-agent, then the same with sanoid (equivalent policy); print
 both times and the ratio. Runs over ssh using inventory/lab/hosts.yml (host: --host, default dc1-s1).
 
@@ -51,7 +50,8 @@ def lab_host(name):
 
 
 def remote(ssh, script, data=None):
-    p = subprocess.run(ssh + ["sh -s"], input=script if data is None else data, capture_output=True, text=True)
+    p = subprocess.run(ssh + ["sh -s"], input=script if data is None else data, capture_output=True, text=True,
+                       check=False)
     if p.returncode != 0:
         sys.exit("remote step failed (rc=%d): %s\n%s" % (p.returncode, script[:300], p.stderr[-2000:]))
     return p.stdout
@@ -82,7 +82,7 @@ while read old new; do zfs rename "$old" "$new"; done < /tmp/smc-bench-renames
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--count", type=int, default=10000)
     ap.add_argument("--datasets", type=int, default=100)
     ap.add_argument("--host", default="dc1-s1")
