@@ -30,4 +30,5 @@ fi
 # The checkout is the collection smc.backend: link it where ansible looks for collections.
 mkdir -p .collections/ansible_collections/smc
 [ -L .collections/ansible_collections/smc/backend ] || ln -sfn ../../.. .collections/ansible_collections/smc/backend
-say "ready: $(.venv/bin/ansible --version | head -n1)"
+version=$(.venv/bin/ansible --version)
+say "ready: ${version%%$'\n'*}"
