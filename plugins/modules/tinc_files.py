@@ -18,8 +18,10 @@ author: smc.backend developers
 attributes:
   check_mode:
     support: full
+    description: Compares every file and reports what would be written or removed; writes nothing.
   diff_mode:
     support: full
+    description: Returns before and after text of every file written or removed.
 options:
   path:
     description: The network directory, for example C(/etc/tinc/smc); created if missing.

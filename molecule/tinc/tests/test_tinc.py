@@ -11,8 +11,8 @@ import json
 import os
 import re
 
-import pytest
 import testinfra
+import testinfra.utils.ansible_runner
 
 NET = "smc"
 DIR = f"/etc/tinc/{NET}"
@@ -44,7 +44,7 @@ def _manifest(host):
     return json.loads(host.check_output(f"cat {DIR}/.smc-managed"))["members"]
 
 
-def _unreachable(host, ips, wait=60):
+def _unreachable(host, ips, wait=120):
     out = host.check_output("bash -c %s", PING_ALL.format(wait=wait, ips=" ".join(ips)))
     return sorted(out.split())
 
@@ -130,7 +130,6 @@ def test_no_private_key_in_ansible_output():
             continue
 
 
-@pytest.mark.timeout(600) if hasattr(pytest.mark, "timeout") else (lambda f: f)
 def test_all_pairs_still_reach_each_other_with_one_hub_down():
     hosts = _hosts()
     members = _manifest(hosts[HUB_TO_STOP])
@@ -139,7 +138,7 @@ def test_all_pairs_still_reach_each_other_with_one_hub_down():
     hub = hosts[HUB_TO_STOP]
     hub.check_output(f"systemctl stop tinc@{NET}")
     try:
-        failures = {name: _unreachable(h, others, wait=90) for name, h in hosts.items() if name != HUB_TO_STOP}
+        failures = {name: _unreachable(h, others, wait=120) for name, h in hosts.items() if name != HUB_TO_STOP}
         assert failures == {name: [] for name in failures}
     finally:
         hub.check_output(f"systemctl start tinc@{NET}")
