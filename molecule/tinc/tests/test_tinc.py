@@ -11,6 +11,7 @@ import json
 import os
 import re
 
+import pytest
 import testinfra
 import testinfra.utils.ansible_runner
 
@@ -18,7 +19,6 @@ NET = "smc"
 DIR = f"/etc/tinc/{NET}"
 # One hub per DC (molecule/tinc/vars/lab.yml): dc1-s1 is a hub, dc1-s2 reaches the rest through another.
 HUB_TO_STOP = "dc1-s1"
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE")
 LOG = os.path.join(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "."), "ansible.log")
 
 # Pings every address at once, retrying each for up to $1 seconds; prints the ones that never answer.
@@ -34,10 +34,13 @@ wait
 """
 
 
-def _hosts(names=None):
-    runner = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
-    return {name: testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
-            for name in (names or runner.get_hosts("storage"))}
+@pytest.fixture(scope="module", name="lab")
+def fixture_lab(pytestconfig):
+    """Every lab host by name, for tests that act on several hosts at once."""
+    inventory = pytestconfig.option.ansible_inventory
+    names = testinfra.utils.ansible_runner.AnsibleRunner(inventory).get_hosts("storage")
+    assert len(names) == 6, names
+    return {name: testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}") for name in names}
 
 
 def _manifest(host):
@@ -102,10 +105,9 @@ def test_private_key_matches_only_this_hosts_public_file(host):
     assert matches == [me]
 
 
-def test_no_private_key_of_one_host_on_another():
-    hosts = _hosts()
-    own = {name: _pubkey_fingerprint(h, f"{DIR}/rsa_key.priv", private=True) for name, h in hosts.items()}
-    assert len(set(own.values())) == len(hosts)
+def test_no_private_key_of_one_host_on_another(lab):
+    own = {name: _pubkey_fingerprint(h, f"{DIR}/rsa_key.priv", private=True) for name, h in lab.items()}
+    assert len(set(own.values())) == len(lab) == 6
 
 
 def _private_line_hashes(host):
@@ -114,12 +116,13 @@ def _private_line_hashes(host):
     return {line.split()[0] for line in out.splitlines()}
 
 
-def test_no_private_key_in_ansible_output():
+def test_no_private_key_in_ansible_output(lab):
     with open(LOG, encoding="utf-8", errors="replace") as f:
         text = f.read()
     assert "tinc" in text and "Generate this host's RSA key pair" in text
     assert "PRIVATE KEY" not in text
-    secret = set().union(*(_private_line_hashes(h) for h in _hosts().values()))
+    secret = set().union(*(_private_line_hashes(h) for h in lab.values()))
+    assert len(secret) >= 6 * 20
     tokens = set(re.findall(r"[A-Za-z0-9+/=]{40,}", text))
     assert not {hashlib.sha256(t.encode()).hexdigest() for t in tokens} & secret
     # Base64 in module results (slurp) decodes to public keys only.
@@ -130,8 +133,8 @@ def test_no_private_key_in_ansible_output():
             continue
 
 
-def test_all_pairs_still_reach_each_other_with_one_hub_down():
-    hosts = _hosts()
+def test_all_pairs_still_reach_each_other_with_one_hub_down(lab):
+    hosts = lab
     members = _manifest(hosts[HUB_TO_STOP])
     assert members[HUB_TO_STOP]["vpn_address"]
     others = [m["vpn_address"] for name, m in members.items() if name != HUB_TO_STOP]
