@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Scale check of the tinc mesh (simulation, no VMs): 1,000 hosts in 10 DCs.
 
 Plans the mesh with ``plugins/module_utils/tinc_topology.py`` and renders the role's own templates

@@ -418,5 +418,5 @@ def diameter(adj):
         dist = bfs_distances(adj, start)
         if len(dist) != len(adj):
             return None
-        best = max(best, max(dist.values()))
+        best = max(best, *dist.values())
     return best

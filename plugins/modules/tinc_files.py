@@ -14,7 +14,7 @@ description:
   - Paths are relative, must stay below O(path), and host files must be named C(hosts/NAME) with a
     tinc node name (C([A-Za-z0-9_]+)).
   - Never touches a file that is neither in O(files) nor in O(absent).
-author: smc.backend developers
+author: smc.backend developers (@smc-backend)
 attributes:
   check_mode:
     support: full
