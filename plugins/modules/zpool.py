@@ -10,8 +10,11 @@ description:
     O(spares), and that its pool properties and root-dataset properties have the given values.
   - An exported pool with exactly that name is imported (C(zpool import)) before creating anything.
   - A new pool is created only on devices that carry no signature (no other pool's label, no filesystem,
-    no RAID or LVM member) on the device or any of its partitions. A device with a signature is refused
-    unless it is named in O(force_disks).
+    no RAID or LVM member, no partition table with partitions) on the device or any of its partitions
+    (a whole disk that another pool used shows only C(PTTYPE=gpt); that pool's label is on partition 1).
+    A device with a signature, or one that C(blkid) cannot probe cleanly, is refused unless it is named in
+    O(force_disks).
+  - A device that belongs to an imported pool is always refused, O(force_disks) or not.
   - The module never destroys a pool, never removes, detaches or replaces a vdev. When the imported pool's
     layout differs from the desired one (devices compared by resolved path, so C(/dev/disk/by-id/...) and
     C(/dev/vdb) are the same disk, and a whole disk matches the C(-part1) partition ZFS made on it), it
@@ -159,7 +162,13 @@ signatures:
   description: Signatures found on the desired devices of a pool to be created, by device.
   returned: when the pool is created or refused
   type: dict
-  sample: {"/dev/disk/by-id/virtio-smc-d3": ["zfs_member (pool old)"]}
+  sample: {"/dev/disk/by-id/virtio-smc-d3": ["zfs_member (pool old) on /dev/vdd1",
+                                             "partition table gpt with 2 partition(s) /dev/vdd1 /dev/vdd9"]}
+in_use:
+  description: Desired devices that belong to an imported pool, by device (the pool is then never created).
+  returned: when the pool is refused for that reason
+  type: dict
+  sample: {"/dev/disk/by-id/virtio-smc-d1": "tank"}
 commands:
   description: The commands that changed something (or would have).
   returned: always
@@ -168,6 +177,7 @@ commands:
 """
 
 import os
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -206,6 +216,61 @@ def parse_blkid(out):
     return "%s (label %s)" % (kind, label) if label else kind
 
 
+def parse_partition_table(out):
+    """``blkid -p -o export`` of a whole disk -> its partition table type (``gpt``, ``dos``), or None."""
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return values.get("PTTYPE") or None
+
+
+def probe_signatures(run, dev, is_file):
+    """Signatures on ``dev`` and on every partition of it, as sentences; fails closed.
+
+    ``run(args) -> (rc, out, err)``. A whole disk that ZFS (or anything else) partitioned shows only
+    ``PTTYPE=gpt`` itself: the other pool's label is on partition 1, so every partition ``lsblk`` lists is
+    probed too, and a partition table that has partitions is a signature of its own. ``blkid -p`` exits 2
+    when it finds nothing; any other failure (ambivalent signatures, unreadable device, failing ``lsblk``)
+    is reported as a signature, so the device is refused rather than overwritten."""
+    sigs, parts, table = [], [], None
+    if not is_file:
+        rc, out, err = run(["lsblk", "-n", "-l", "-p", "-o", "PATH", dev])
+        if rc != 0:
+            return ["unknown contents (lsblk failed, rc=%s: %s)" % (rc, (err or out).strip())]
+        parts = [p for p in out.split() if p not in (dev, os.path.realpath(dev))]
+    for target in [dev] + parts:
+        rc, out, err = run(["blkid", "-p", "-o", "export", target])
+        where = "" if target == dev else " on %s" % target
+        if rc == 2:
+            continue
+        if rc != 0:
+            sigs.append("unknown or ambivalent signature%s (blkid -p rc=%s: %s)" % (where, rc, (err or out).strip()))
+            continue
+        sig = parse_blkid(out)
+        if sig:
+            sigs.append(sig + where)
+        if target == dev:
+            table = parse_partition_table(out)
+    if parts:
+        sigs.append("partition table %s with %d partition(s) %s" % (table or "unknown", len(parts), " ".join(parts)))
+    return sigs
+
+
+def active_members(status_text, realpath):
+    """``zpool status -P`` of every imported pool -> {device key: pool} of the devices in use, keyed by the
+    resolved path and (for partition 1 of a whole disk) the disk itself."""
+    members = {}
+    chunks = re.split(r"(?m)^\s*pool: ", status_text or "")
+    for chunk in chunks[1:]:
+        pool = chunk.split("\n", 1)[0].strip()
+        try:
+            layout = zl.parse_status(chunk, pool)
+        except zl.LayoutError:
+            continue
+        for dev in zl.devices(layout):
+            for key in zl.device_keys(dev, realpath):
+                members[key] = pool
+    return members
+
+
 def import_dirs(devices):
     """Directories to search for an exported pool: those of the desired devices, in order."""
     dirs = []
@@ -239,21 +304,30 @@ class PoolManager:
             if not os.path.exists(dev):
                 self.m.fail_json(msg="device %s does not exist: fix the path in vdevs/log/cache/spares "
                                      "(for a file vdev, create the file first, e.g. truncate -s 1G %s)" % (dev, dev))
-            targets = [dev]
-            if not os.path.isfile(dev):
-                rc, out, err = self.cli.run(["lsblk", "-n", "-l", "-p", "-o", "PATH", dev], check=False)
-                targets += [p for p in out.split() if p != os.path.realpath(dev)]
-            sigs = []
-            for target in targets:
-                rc, out, err = self.cli.run(["blkid", "-p", "-o", "export", target], check=False)
-                sig = parse_blkid(out) if rc == 0 else None
-                if sig:
-                    sigs.append(sig if target == dev else "%s on %s" % (sig, target))
+            sigs = probe_signatures(lambda args: self.cli.run(args, check=False), dev, os.path.isfile(dev))
             if sigs:
                 found[dev] = sigs
         return found
 
+    def in_use(self, devices):
+        """{device: pool} of the desired devices that belong to an imported (active) pool."""
+        members = active_members(self.cli.run(["zpool", "status", "-P"])[1], os.path.realpath)
+        used = {}
+        for dev in devices:
+            keys = zl.device_keys(dev, os.path.realpath)
+            pool = next((members[k] for k in keys if k in members), None)
+            if pool:
+                used[dev] = pool
+        return used
+
     def create(self, layout):
+        used = self.in_use(zl.devices(layout))
+        if used:
+            self.m.fail_json(
+                msg="refusing to create pool %s: %s. Nothing was changed. force_disks cannot override this: "
+                    "a device of an imported pool is never reused." % (self.p["name"], "; ".join(
+                        "%s is in use by the imported pool %s" % (d, p) for d, p in sorted(used.items()))),
+                in_use=used, actions=[], commands=[], layout_differences=[])
         found = self.signatures(zl.devices(layout))
         forced = {os.path.realpath(d) for d in self.p["force_disks"]}
         refused = {d: s for d, s in found.items() if os.path.realpath(d) not in forced}

@@ -197,3 +197,43 @@ def test_property_time_zone_never_changes_the_plan(epochs, tz):
         else:
             os.environ["TZ"] = old
         time.tzset()
+
+
+# The lab's DST scenario (molecule/zfs test_retention_across_dst_with_faketime_and_holds): snapshots taken
+# around the end of CEST (2024-10-27 01:00 UTC; Berlin 03:00 CEST -> 02:00 CET, so local 02:xx happens twice).
+DST_TIMES = [utc(2024, 10, 26, 23, 30), utc(2024, 10, 27, 0, 0), utc(2024, 10, 27, 0, 30), utc(2024, 10, 27, 0, 45),
+             utc(2024, 10, 27, 1, 0), utc(2024, 10, 27, 1, 15), utc(2024, 10, 27, 1, 30), utc(2024, 10, 27, 1, 45),
+             utc(2024, 10, 27, 2, 0)]
+DST_POLICY = {"frequent": 4, "hourly": 3, "daily": 2}
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", "America/New_York"])
+def test_lab_dst_sequence_keeps_frequent_hourly_daily_and_the_held_one(monkeypatch, tz):
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
+    try:
+        snaps = names(DST_TIMES)
+        assert [r.parse_name("smc", n) for n in snaps] == DST_TIMES
+        assert snaps == sorted(snaps) and len(set(snaps)) == len(snaps)
+        now = utc(2024, 10, 27, 2, 5)
+        p = r.plan([(n, 1 if n == snaps[0] else 0) for n in snaps], DST_POLICY, now)
+        assert sorted(p.keep) == [snaps[0], snaps[1], snaps[4], snaps[5], snaps[6], snaps[7], snaps[8]]
+        assert p.destroy == [snaps[2], snaps[3]]
+        assert p.keep[snaps[0]] == ["daily", "held"] and p.keep[snaps[8]] == ["frequent", "hourly", "newest"]
+        assert p.keep[snaps[1]] == ["daily", "hourly"] and p.keep[snaps[4]] == ["hourly"]
+        # Pruned to `keep`, the same plan destroys nothing more (the dry run after the prune).
+        kept = [(n, 1 if n == snaps[0] else 0) for n in snaps if n in p.keep]
+        assert r.plan(kept, DST_POLICY, now).destroy == []
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_newest_is_by_name_whatever_order_the_listing_gives():
+    snaps = names(DST_TIMES)
+    p = r.plan([(n, 0) for n in reversed(snaps)], {}, utc(2024, 10, 27, 2, 5))
+    assert p.keep == {snaps[-1]: ["newest"]} and p.destroy == snaps[:-1]
+    # A name dated after `now` (a clock that was ahead, e.g. a faketime run) is kept, and is not "newest".
+    p = r.plan([(n, 0) for n in snaps], {}, utc(2024, 10, 27, 1, 0))
+    assert p.keep == {snaps[4]: ["newest"], snaps[5]: ["future"], snaps[6]: ["future"], snaps[7]: ["future"],
+                      snaps[8]: ["future"]}

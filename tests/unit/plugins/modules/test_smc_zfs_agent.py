@@ -1,0 +1,97 @@
+"""smc-zfs-agent (roles/zfs_storage/files): snapshot skip logic against a fake zfs whose ``written`` is only
+accounted at a transaction-group sync, as in OpenZFS; the DST sequence of the lab test."""
+import importlib.machinery
+import importlib.util
+import json
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
+AGENT = os.path.join(ROOT, "roles", "zfs_storage", "files", "smc-zfs-agent")
+LIB = os.path.join(ROOT, "plugins", "module_utils")
+DS = "smct_raidz1/p/dst"
+TIMES = ["2024-10-26T23:30:00Z", "2024-10-27T00:00:00Z", "2024-10-27T00:30:00Z", "2024-10-27T00:45:00Z",
+         "2024-10-27T01:00:00Z", "2024-10-27T01:15:00Z", "2024-10-27T01:30:00Z", "2024-10-27T01:45:00Z",
+         "2024-10-27T02:00:00Z"]
+
+
+def load_agent():
+    loader = importlib.machinery.SourceFileLoader("smc_zfs_agent", AGENT)
+    spec = importlib.util.spec_from_loader("smc_zfs_agent", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+class FakeZfs:
+    """One pool, one project dataset. Writes are dirty until a txg syncs (``zpool sync`` or a snapshot);
+    ``written`` counts synced bytes since the most recent snapshot."""
+
+    def __init__(self):
+        self.dirty, self.written, self.snaps, self.calls = 0, 24576, [], []
+
+    def write(self, n):
+        self.dirty += n
+
+    def __call__(self, argv, capture_output=True, text=True, **kwargs):
+        self.calls.append(list(argv))
+        out = ""
+        if argv[:2] == ["zpool", "sync"]:
+            self.written += self.dirty
+            self.dirty = 0
+        elif argv[:2] == ["zfs", "list"] and "filesystem" in argv:
+            out = "smct_raidz1/p\t0\t-\t-\t-\n%s\t%d\t-\t-\t-\n" % (DS, self.written)
+        elif argv[:2] == ["zfs", "snapshot"]:
+            for full in argv[2:]:
+                assert full.startswith(DS + "@") and full.split("@")[1] not in self.snaps, full
+                self.snaps.append(full.split("@")[1])
+            self.dirty = self.written = 0
+        else:
+            raise AssertionError("unexpected command %s" % argv)
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
+
+@pytest.fixture
+def agent(tmp_path, monkeypatch):
+    mod = load_agent()
+    fake = FakeZfs()
+    monkeypatch.setattr(mod.subprocess, "run", fake)
+
+    def snapshot(now, **cfg):
+        conf = tmp_path / "agent.json"
+        conf.write_text(json.dumps(dict({"roots": ["smct_raidz1/p"], "lock_dir": str(tmp_path / "locks"),
+                                         "classes": {"default": {"frequent": 4, "hourly": 3, "daily": 2}}}, **cfg)))
+        return mod.main(["--config", str(conf), "--lib", LIB, "--now", now, "snapshot"])
+    return fake, snapshot
+
+
+def test_every_step_of_the_dst_sequence_is_snapshotted(agent, capsys):
+    fake, snapshot = agent
+    for t in TIMES:
+        fake.write(30)  # `date >> f`: a few bytes, still dirty when the agent runs
+        assert snapshot(t) == 0
+    assert fake.snaps == ["smc_%s" % t for t in TIMES]
+    assert fake.snaps == sorted(fake.snaps)
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [rep["snapshotted"] for rep in reports] == [1] * len(TIMES)
+    assert all(c[:2] == ["zpool", "sync"] and c[2:] == ["smct_raidz1"] for c in fake.calls if c[0] == "zpool")
+
+
+def test_without_the_sync_recent_writes_read_written_0_and_are_skipped(agent):
+    """The lab failure: only the first snapshot (written counted the dataset's creation) was taken; every
+    later write was still in an open txg when the agent read ``written``."""
+    fake, snapshot = agent
+    for t in TIMES:
+        fake.write(30)
+        snapshot(t, sync_before_snapshot=False)
+    assert fake.snaps == ["smc_" + TIMES[0]]
+
+
+def test_idle_dataset_is_skipped(agent, capsys):
+    fake, snapshot = agent
+    snapshot(TIMES[0])
+    snapshot(TIMES[1])
+    assert fake.snaps == ["smc_" + TIMES[0]]
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["unchanged"] == 1
