@@ -5,7 +5,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export ANSIBLE_FORCE_COLOR ?= 0
 PLAYBOOK := ansible-playbook
-SCENARIOS ?= default tinc
+SCENARIOS ?= default tinc zfs
 LAB_VARS := $(if $(LAB_PORT_BASE),-e lab_ssh_port_base=$(LAB_PORT_BASE))
 
 .PHONY: help deps image lab lab-up lab-fresh lab-checks lab-down lab-status site unit lint sanity molecule test bench build
