@@ -355,12 +355,16 @@ class GceState:
         self._zone_instances(project, zone)[inst.name] = inst
         return inst
 
-    def _get_instance(self, project, zone, name):
+    def _find(self, project, zone, kind, table, name):
+        """The zonal resource `name` of `table` (instances or disks), or the API's 404 for `kind`."""
         self._check_zone(zone)
-        inst = self._zone_instances(project, zone).get(name)
-        if inst is None:
-            raise ApiError(404, f"The resource 'projects/{project}/zones/{zone}/instances/{name}' was not found")
-        return inst
+        found = table(project, zone).get(name)
+        if found is None:
+            raise ApiError(404, f"The resource 'projects/{project}/zones/{zone}/{kind}/{name}' was not found")
+        return found
+
+    def _get_instance(self, project, zone, name):
+        return self._find(project, zone, "instances", self._zone_instances, name)
 
     def _validate_insert(self, project, zone, inst):
         if not NAME_RE.match(inst.name or ""):
@@ -557,11 +561,7 @@ class GceState:
     # ---- disks
     def get_disk(self, project, zone, name):
         with self.lock:
-            self._check_zone(zone)
-            disk = self._zone_disks(project, zone).get(name)
-            if disk is None:
-                raise ApiError(404, f"The resource 'projects/{project}/zones/{zone}/disks/{name}' was not found")
-            return disk
+            return self._find(project, zone, "disks", self._zone_disks, name)
 
     def list_disks(self, project, zone, query):
         with self.lock:
