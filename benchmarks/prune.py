@@ -1,11 +1,22 @@
-"""Prune N snapshots on a lab host with smc-zfs-agent, then the same with sanoid (equivalent policy); print
-both times and the ratio. Runs over ssh using inventory/lab/hosts.yml (host: --host, default dc1-s1).
+"""Prune N snapshots on a lab host with smc-zfs-agent, then the same number with sanoid under the same policy;
+print both times and the ratio (the target is >= 10x).
 
-Snapshots are spread over D datasets (N/D each, 15 minutes apart, old enough that the policy destroys
-almost all); each `zfs snapshot` call creates one snapshot in every dataset at once (ZFS allows only one
-snapshot per dataset per call). Test datasets live under <pool>/smc-bench and are destroyed at the end.
+  python benchmarks/prune.py [--count 10000] [--datasets 100] [--host dc2-s1] [--pool tank] [--sanoid-force-prune]
 
-  python benchmarks/prune.py [--count 10000] [--datasets 100] [--host dc1-s1] [--pool tank]
+The host must have been converged by site.yml (the agent installed, zed made quiet by the zfs_pool role).
+Both tools get the same population: D datasets under <pool>/smc-bench, each with S snapshots 15 minutes
+apart from 2024-01-01T00:00Z, S chosen so that the policy (frequent 4, hourly 24, daily 7, weekly 4,
+monthly 3) lets at least N of them go. The agent's snapshots are named smc_<UTC time>; sanoid's are
+autosnap_<time>_<type>, where the type is daily at midnight, hourly on the hour and frequently otherwise,
+so that sanoid's policy keeps the same newest 4 / 24 / 7. One `zfs snapshot` call per time step makes a
+snapshot in every dataset at once (ZFS allows one snapshot per dataset per transaction).
+
+The agent runs with --now just after the newest snapshot. sanoid ages snapshots by their creation time
+(now, for all of them), so it runs with its clock moved 400 days ahead: a Perl override of time() inside
+sanoid only, nothing preloaded into the zfs processes it starts. sanoid runs as Debian's
+sanoid-prune.service runs it (--prune-snapshots --verbose): before each destroy it checks that no zfs
+send or receive uses the dataset. --sanoid-force-prune skips that check, sanoid's fastest mode.
+The test datasets are destroyed at the end.
 """
 import argparse
 import os
@@ -17,7 +28,13 @@ import time
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "plugins", "module_utils"))
+import retention  # noqa: E402  pylint: disable=wrong-import-position
+
+START = 1704067200  # 2024-01-01T00:00:00Z
+STEP = 900
 POLICY = {"frequent": 4, "hourly": 24, "daily": 7, "weekly": 4, "monthly": 3}
+SANOID_AHEAD = 400 * 86400
 SANOID_CONF = """[template_bench]
 frequent_period = 15
 frequently = 4
@@ -32,8 +49,10 @@ autoprune = yes
 [{root}]
 use_template = bench
 recursive = yes
-process_children_only = yes
 """
+# sanoid with time() moved ahead; the first argument is the offset in seconds, the rest are sanoid's.
+SANOID_AHEAD_PERL = ("BEGIN { my $ahead = shift @ARGV; *CORE::GLOBAL::time = sub () { CORE::time() + $ahead } } "
+                     "$0 = '/usr/sbin/sanoid'; do $0; die $@ if $@;")
 
 
 def lab_host(name):
@@ -46,74 +65,123 @@ def lab_host(name):
             return ["ssh", "-p", str(hv["ansible_port"]), "-i", hv["ansible_ssh_private_key_file"],
                     "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                     "%s@%s" % (hv.get("ansible_user", "root"), hv["ansible_host"])]
-    sys.exit("host %s is not in inventory/lab/hosts.yml" % name)
+    sys.exit("--host: %s is not in inventory/lab/hosts.yml; run `make lab` first or name a lab host" % name)
 
 
-def remote(ssh, script, data=None):
-    p = subprocess.run(ssh + ["sh -s"], input=script if data is None else data, capture_output=True, text=True,
-                       check=False)
+def remote(ssh, script):
+    p = subprocess.run(ssh + ["sh -s"], input=script, capture_output=True, text=True, check=False)
     if p.returncode != 0:
         sys.exit("remote step failed (rc=%d): %s\n%s" % (p.returncode, script[:300], p.stderr[-2000:]))
     return p.stdout
 
 
-def populate(ssh, root, count, datasets):
-    per = count // datasets
+def sanoid_keeps(n):
+    """How many of n sanoid-named snapshots sanoid keeps: the newest <policy count> of each type."""
+    types = {}
+    for i in range(n):
+        kind = sanoid_name(START + i * STEP).rsplit("_", 1)[1]
+        types[kind] = types.get(kind, 0) + 1
+    limit = {"frequently": POLICY["frequent"], "hourly": POLICY["hourly"], "daily": POLICY["daily"]}
+    return sum(min(k, limit[t]) for t, k in types.items())
+
+
+def snapshots_per_dataset(per):
+    """Smallest S such that both tools' policies destroy at least ``per`` of S snapshots; with the number
+    each keeps (agent, sanoid)."""
+    n = per
+    while True:
+        names = [retention.snapshot_name("smc", START + i * STEP) for i in range(n)]
+        plan = retention.plan([(x, 0) for x in names], POLICY, START + n * STEP, prefix="smc")
+        kept = (len(plan.keep), sanoid_keeps(n))
+        if n - max(kept) >= per:
+            return n, kept
+        n += per - (n - max(kept))
+
+
+def sanoid_name(epoch):
+    t = time.gmtime(epoch)
+    kind = "daily" if (t.tm_hour, t.tm_min) == (0, 0) else "hourly" if t.tm_min == 0 else "frequently"
+    return time.strftime("autosnap_%Y-%m-%d_%H:%M:%S_", t) + kind
+
+
+def populate(ssh, root, datasets, per, namer):
     names = ["%s/d%03d" % (root, i) for i in range(datasets)]
-    start = 1704067200  # 2024-01-01T00:00:00Z
-    lines = ["set -e", "zfs create -p %s" % root] + ["zfs create %s" % n for n in names]
+    lines = ["set -e", "zfs create -p -o mountpoint=none %s" % root] + ["zfs create %s" % n for n in names]
     for j in range(per):
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + j * 900))
-        lines.append("zfs snapshot " + " ".join("%s@smc_%s" % (n, stamp) for n in names))
+        snap = namer(START + j * STEP)
+        lines.append("zfs snapshot " + " ".join("%s@%s" % (n, snap) for n in names))
+    t0 = time.monotonic()
     remote(ssh, "\n".join(lines) + "\n")
-    return per * datasets
+    return time.monotonic() - t0
 
 
-def rename_for_sanoid(ssh, root):
-    # sanoid only prunes its own names (autosnap_<local time>_<period>): make the same set under its names.
-    script = r"""set -e
-zfs list -H -t snapshot -o name -r %s | while IFS=@ read ds snap; do
-  t=${snap#smc_}; d=${t%%T*}; h=${t#*T}; h=${h%%Z}
-  echo "$ds@$snap autosnap_${d}_${h}_frequently"
-done > /tmp/smc-bench-renames
-while read old new; do zfs rename "$old" "$new"; done < /tmp/smc-bench-renames
-""" % shlex.quote(root)
-    remote(ssh, script)
+def count_snapshots(ssh, root):
+    return int(remote(ssh, "zfs list -H -t snapshot -o name -r %s | wc -l\n" % shlex.quote(root)).strip())
+
+
+def zed_state(ssh):
+    out = remote(ssh, "ls /etc/zfs/zed.d/ 2>/dev/null\n").split()
+    if "all-syslog.sh" in out or "history_event-zfs-list-cacher.sh" in out:
+        return "packaged zedlets (zed forks per snapshot: converge the zfs_pool role first)"
+    return "quiet (zfs_pool role)"
+
+
+def run_timed(ssh, script):
+    t0 = time.monotonic()
+    out = remote(ssh, script)
+    return time.monotonic() - t0, out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    ap.add_argument("--count", type=int, default=10000)
+    ap.add_argument("--count", type=int, default=10000, help="snapshots each tool must prune (at least)")
     ap.add_argument("--datasets", type=int, default=100)
-    ap.add_argument("--host", default="dc1-s1")
+    ap.add_argument("--host", default="dc2-s1")
     ap.add_argument("--pool", default="tank")
+    ap.add_argument("--sanoid-force-prune", action="store_true", help="sanoid skips its send/receive check")
     args = ap.parse_args()
+    if args.count < 1 or args.datasets < 1 or args.datasets > args.count:
+        sys.exit("--count and --datasets must be >= 1, and --datasets <= --count")
     ssh = lab_host(args.host)
     root = "%s/smc-bench" % args.pool
+    per, kept = snapshots_per_dataset(-(-args.count // args.datasets))
+    total = per * args.datasets
+    print("host %s, zed: %s" % (args.host, zed_state(ssh)))
+    print("population: %d datasets x %d snapshots = %d; the policy keeps %d (agent) / %d (sanoid)"
+          % (args.datasets, per, total, kept[0] * args.datasets, kept[1] * args.datasets), flush=True)
     remote(ssh, "zfs destroy -r %s 2>/dev/null; true\n" % root)
-    cfg = '{"roots": ["%s"], "classes": {"default": %s}, "lock_dir": "/run/smc/bench-locks", "needed_dir": "/nonexistent"}' % (
-        root, str(POLICY).replace("'", '"'))
+    cfg = ('{"roots": ["%s"], "classes": {"default": %s}, "lock_dir": "/run/smc/bench-locks", '
+           '"needed_dir": "/nonexistent"}' % (root, str(POLICY).replace("'", '"')))
     remote(ssh, "cat > /tmp/smc-bench-agent.json <<'EOF'\n%s\nEOF\n" % cfg)
     try:
-        n = populate(ssh, root, args.count, args.datasets)
-        t0 = time.monotonic()
-        out = remote(ssh, "SMC_AGENT_LIB=/usr/local/lib/smc-zfs-agent /usr/local/sbin/smc-zfs-agent "
-                          "--config /tmp/smc-bench-agent.json --now 2024-06-01T00:00:00Z prune\n")
-        agent = time.monotonic() - t0
-        print("agent : %d snapshots, %.1f s  %s" % (n, agent, out.strip().splitlines()[-1]))
+        took = populate(ssh, root, args.datasets, per, lambda e: retention.snapshot_name("smc", e))
+        print("agent population made in %.0f s" % took, flush=True)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(START + per * STEP))
+        agent, out = run_timed(ssh, "SMC_AGENT_LIB=/usr/local/lib/smc-zfs-agent /usr/local/sbin/smc-zfs-agent "
+                                    "--config /tmp/smc-bench-agent.json --now %s prune\n" % now)
+        agent_left = count_snapshots(ssh, root)
+        print("agent : pruned %d in %.1f s, %d left  %s" % (total - agent_left, agent, agent_left,
+                                                            out.strip().splitlines()[-1][:200]), flush=True)
         remote(ssh, "zfs destroy -r %s\n" % root)
-        populate(ssh, root, args.count, args.datasets)
-        rename_for_sanoid(ssh, root)
+
+        took = populate(ssh, root, args.datasets, per, sanoid_name)
+        print("sanoid population made in %.0f s" % took, flush=True)
         remote(ssh, "mkdir -p /tmp/smc-bench-sanoid && cat > /tmp/smc-bench-sanoid/sanoid.conf <<'EOF'\n%s\nEOF\n"
                "cp /usr/share/sanoid/sanoid.defaults.conf /tmp/smc-bench-sanoid/ 2>/dev/null || "
                "cp /etc/sanoid/sanoid.defaults.conf /tmp/smc-bench-sanoid/\n" % SANOID_CONF.format(root=root))
-        t0 = time.monotonic()
-        remote(ssh, "TZ=UTC faketime -f '@2024-06-01 00:00:00' sanoid --configdir /tmp/smc-bench-sanoid "
-                    "--prune-snapshots --force-prune --quiet\n")
-        sanoid = time.monotonic() - t0
-        left = remote(ssh, "zfs list -H -t snapshot -o name -r %s | wc -l\n" % root).strip()
-        print("sanoid: %d snapshots, %.1f s  (%s left)" % (n, sanoid, left))
-        print("ratio sanoid/agent: %.1fx" % (sanoid / agent if agent else float("inf")))
+        flags = "--prune-snapshots --verbose" + (" --force-prune" if args.sanoid_force_prune else "")
+        sanoid, _out = run_timed(ssh, "perl -e %s %d --configdir /tmp/smc-bench-sanoid %s >/tmp/smc-bench-sanoid.log\n"
+                                 % (shlex.quote(SANOID_AHEAD_PERL), SANOID_AHEAD, flags))
+        sanoid_left = count_snapshots(ssh, root)
+        if (agent_left, sanoid_left) != (kept[0] * args.datasets, kept[1] * args.datasets):
+            print("warning: expected %d (agent) and %d (sanoid) left" % (kept[0] * args.datasets, kept[1] * args.datasets))
+        print("sanoid: pruned %d in %.1f s, %d left  (sanoid %s)" % (total - sanoid_left, sanoid, sanoid_left, flags))
+        if total - agent_left < args.count or total - sanoid_left < args.count:
+            sys.exit("a tool pruned fewer than --count snapshots: the comparison is void")
+        per_agent = agent / (total - agent_left)
+        per_sanoid = sanoid / (total - sanoid_left)
+        print("per snapshot: agent %.1f ms, sanoid %.1f ms" % (per_agent * 1000, per_sanoid * 1000))
+        print("ratio sanoid/agent: %.1fx (target >= 10x)" % (per_sanoid / per_agent))
     finally:
         remote(ssh, "zfs destroy -r %s 2>/dev/null; rm -rf /tmp/smc-bench-*; true\n" % root)
 
