@@ -1,10 +1,11 @@
 """Prune N snapshots on a lab host with smc-zfs-agent, then the same number with sanoid under the same policy;
 print both times and the ratio (the target is >= 10x).
 
-  python benchmarks/prune.py [--count 10000] [--datasets 100] [--host dc2-s1] [--pool tank] [--sanoid-force-prune]
+  python benchmarks/prune.py [--count 10000] [--datasets 100] [--host dc2-s1] [--sanoid-host HOST] [--pool tank]
+                             [--sanoid-force-prune] [--populate-only]
 
-The host must have been converged by site.yml (the agent installed, zed made quiet by the zfs_pool role).
-Both tools get the same population: D datasets under <pool>/smc-bench, each with S snapshots 15 minutes
+The hosts must have been converged by site.yml (the agent installed, zed made quiet by the zfs_pool role).
+Both tools get the same population: D datasets under <pool>/smc-bench-<tool>, each with S snapshots 15 minutes
 apart from 2024-01-01T00:00Z, S chosen so that the policy (frequent 4, hourly 24, daily 7, weekly 4,
 monthly 3) lets at least N of them go. The agent's snapshots are named smc_<UTC time>; sanoid's are
 autosnap_<time>_<type>, where the type is daily at midnight, hourly on the hour and frequently otherwise,
@@ -16,7 +17,10 @@ The agent runs with --now just after the newest snapshot. sanoid ages snapshots 
 sanoid only, nothing preloaded into the zfs processes it starts. sanoid runs as Debian's
 sanoid-prune.service runs it (--prune-snapshots --verbose): before each destroy it checks that no zfs
 send or receive uses the dataset. --sanoid-force-prune skips that check, sanoid's fastest mode.
-The test datasets are destroyed at the end.
+Making the populations is the slow part on the TCG lab (about 10 snapshots/s): --populate-only makes both
+(in parallel when --sanoid-host is another host) and stops; a later run finds them complete and goes straight
+to the timed prunes, which run one after the other, never at the same time. The test datasets are destroyed
+at the end of a timed run.
 """
 import argparse
 import os
@@ -24,6 +28,7 @@ import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
@@ -105,8 +110,16 @@ def sanoid_name(epoch):
 
 
 def populate(ssh, root, datasets, per, namer):
+    """Make the population under root, unless a complete one is there already; returns seconds taken."""
     names = ["%s/d%03d" % (root, i) for i in range(datasets)]
-    lines = ["set -e", "zfs create -p -o mountpoint=none %s" % root] + ["zfs create %s" % n for n in names]
+    newest = namer(START + (per - 1) * STEP)
+    have = remote(ssh, "zfs list -H -t snapshot -o name -r %s 2>/dev/null | sort > /tmp/smc-bench-have; "
+                       "wc -l < /tmp/smc-bench-have; grep -c '@%s$' /tmp/smc-bench-have; true\n"
+                  % (shlex.quote(root), newest)).split()
+    if have == [str(per * datasets), str(datasets)]:
+        return 0.0
+    lines = ["set -e", "zfs destroy -r %s 2>/dev/null || true" % root,
+             "zfs create -p -o mountpoint=none %s" % root] + ["zfs create %s" % n for n in names]
     for j in range(per):
         snap = namer(START + j * STEP)
         lines.append("zfs snapshot " + " ".join("%s@%s" % (n, snap) for n in names))
@@ -136,46 +149,57 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--count", type=int, default=10000, help="snapshots each tool must prune (at least)")
     ap.add_argument("--datasets", type=int, default=100)
-    ap.add_argument("--host", default="dc2-s1")
+    ap.add_argument("--host", default="dc2-s1", help="lab host of the agent's run (and sanoid's by default)")
+    ap.add_argument("--sanoid-host", help="lab host of sanoid's run (same image and roles)")
     ap.add_argument("--pool", default="tank")
     ap.add_argument("--sanoid-force-prune", action="store_true", help="sanoid skips its send/receive check")
+    ap.add_argument("--populate-only", action="store_true", help="make both populations and stop")
     args = ap.parse_args()
     if args.count < 1 or args.datasets < 1 or args.datasets > args.count:
         sys.exit("--count and --datasets must be >= 1, and --datasets <= --count")
-    ssh = lab_host(args.host)
-    root = "%s/smc-bench" % args.pool
+    ssh = {"agent": lab_host(args.host), "sanoid": lab_host(args.sanoid_host or args.host)}
+    root = {tool: "%s/smc-bench-%s" % (args.pool, tool) for tool in ssh}
     per, kept = snapshots_per_dataset(-(-args.count // args.datasets))
     total = per * args.datasets
-    print("host %s, zed: %s" % (args.host, zed_state(ssh)))
+    for tool in ssh:
+        print("%s on %s, zed: %s" % (tool, args.sanoid_host or args.host if tool == "sanoid" else args.host,
+                                     zed_state(ssh[tool])))
     print("population: %d datasets x %d snapshots = %d; the policy keeps %d (agent) / %d (sanoid)"
           % (args.datasets, per, total, kept[0] * args.datasets, kept[1] * args.datasets), flush=True)
-    remote(ssh, "zfs destroy -r %s 2>/dev/null; true\n" % root)
+    namers = {"agent": lambda e: retention.snapshot_name("smc", e), "sanoid": sanoid_name}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        same = ssh["agent"] == ssh["sanoid"]
+        if same:
+            took = {tool: populate(ssh[tool], root[tool], args.datasets, per, namers[tool]) for tool in ssh}
+        else:
+            futures = {tool: pool.submit(populate, ssh[tool], root[tool], args.datasets, per, namers[tool])
+                       for tool in ssh}
+            took = {tool: f.result() for tool, f in futures.items()}
+    for tool in ssh:
+        print("%s population %s" % (tool, "made in %.0f s" % took[tool] if took[tool] else "found complete"))
+    if args.populate_only:
+        return
     cfg = ('{"roots": ["%s"], "classes": {"default": %s}, "lock_dir": "/run/smc/bench-locks", '
-           '"needed_dir": "/nonexistent"}' % (root, str(POLICY).replace("'", '"')))
-    remote(ssh, "cat > /tmp/smc-bench-agent.json <<'EOF'\n%s\nEOF\n" % cfg)
+           '"needed_dir": "/nonexistent"}' % (root["agent"], str(POLICY).replace("'", '"')))
+    remote(ssh["agent"], "cat > /tmp/smc-bench-agent.json <<'EOF'\n%s\nEOF\n" % cfg)
+    remote(ssh["sanoid"], "mkdir -p /tmp/smc-bench-sanoid && cat > /tmp/smc-bench-sanoid/sanoid.conf <<'EOF'\n%s\nEOF\n"
+           "cp /usr/share/sanoid/sanoid.defaults.conf /tmp/smc-bench-sanoid/ 2>/dev/null || "
+           "cp /etc/sanoid/sanoid.defaults.conf /tmp/smc-bench-sanoid/\n" % SANOID_CONF.format(root=root["sanoid"]))
     try:
-        took = populate(ssh, root, args.datasets, per, lambda e: retention.snapshot_name("smc", e))
-        print("agent population made in %.0f s" % took, flush=True)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(START + per * STEP))
-        agent, out = run_timed(ssh, "SMC_AGENT_LIB=/usr/local/lib/smc-zfs-agent /usr/local/sbin/smc-zfs-agent "
-                                    "--config /tmp/smc-bench-agent.json --now %s prune\n" % now)
-        agent_left = count_snapshots(ssh, root)
+        agent, out = run_timed(ssh["agent"], "SMC_AGENT_LIB=/usr/local/lib/smc-zfs-agent /usr/local/sbin/smc-zfs-agent "
+                                             "--config /tmp/smc-bench-agent.json --now %s prune\n" % now)
+        agent_left = count_snapshots(ssh["agent"], root["agent"])
         print("agent : pruned %d in %.1f s, %d left  %s" % (total - agent_left, agent, agent_left,
                                                             out.strip().splitlines()[-1][:200]), flush=True)
-        remote(ssh, "zfs destroy -r %s\n" % root)
-
-        took = populate(ssh, root, args.datasets, per, sanoid_name)
-        print("sanoid population made in %.0f s" % took, flush=True)
-        remote(ssh, "mkdir -p /tmp/smc-bench-sanoid && cat > /tmp/smc-bench-sanoid/sanoid.conf <<'EOF'\n%s\nEOF\n"
-               "cp /usr/share/sanoid/sanoid.defaults.conf /tmp/smc-bench-sanoid/ 2>/dev/null || "
-               "cp /etc/sanoid/sanoid.defaults.conf /tmp/smc-bench-sanoid/\n" % SANOID_CONF.format(root=root))
         flags = "--prune-snapshots --verbose" + (" --force-prune" if args.sanoid_force_prune else "")
-        sanoid, _out = run_timed(ssh, "perl -e %s %d --configdir /tmp/smc-bench-sanoid %s >/tmp/smc-bench-sanoid.log\n"
+        sanoid, _out = run_timed(ssh["sanoid"], "perl -e %s %d --configdir /tmp/smc-bench-sanoid %s "
+                                                ">/tmp/smc-bench-sanoid.log\n"
                                  % (shlex.quote(SANOID_AHEAD_PERL), SANOID_AHEAD, flags))
-        sanoid_left = count_snapshots(ssh, root)
+        sanoid_left = count_snapshots(ssh["sanoid"], root["sanoid"])
+        print("sanoid: pruned %d in %.1f s, %d left  (sanoid %s)" % (total - sanoid_left, sanoid, sanoid_left, flags))
         if (agent_left, sanoid_left) != (kept[0] * args.datasets, kept[1] * args.datasets):
             print("warning: expected %d (agent) and %d (sanoid) left" % (kept[0] * args.datasets, kept[1] * args.datasets))
-        print("sanoid: pruned %d in %.1f s, %d left  (sanoid %s)" % (total - sanoid_left, sanoid, sanoid_left, flags))
         if total - agent_left < args.count or total - sanoid_left < args.count:
             sys.exit("a tool pruned fewer than --count snapshots: the comparison is void")
         per_agent = agent / (total - agent_left)
@@ -183,7 +207,8 @@ def main():
         print("per snapshot: agent %.1f ms, sanoid %.1f ms" % (per_agent * 1000, per_sanoid * 1000))
         print("ratio sanoid/agent: %.1fx (target >= 10x)" % (per_sanoid / per_agent))
     finally:
-        remote(ssh, "zfs destroy -r %s 2>/dev/null; rm -rf /tmp/smc-bench-*; true\n" % root)
+        for tool in ssh:
+            remote(ssh[tool], "zfs destroy -r %s 2>/dev/null; rm -rf /tmp/smc-bench-*; true\n" % root[tool])
 
 
 if __name__ == "__main__":
