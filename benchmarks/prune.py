@@ -13,8 +13,8 @@ so that sanoid's policy keeps the same newest 4 / 24 / 7. One `zfs snapshot` cal
 snapshot in every dataset at once (ZFS allows one snapshot per dataset per transaction).
 
 The agent runs with --now just after the newest snapshot. sanoid ages snapshots by their creation time
-(now, for all of them), so it runs with its clock moved 400 days ahead: a Perl override of time() inside
-sanoid only, nothing preloaded into the zfs processes it starts. sanoid runs as Debian's
+(now, for all of them), so its age test runs with the clock moved 400 days ahead: a Perl override of time()
+for sanoid's prune_snapshots only, nothing preloaded into the zfs processes it starts. sanoid runs as Debian's
 sanoid-prune.service runs it (--prune-snapshots --verbose): before each destroy it checks that no zfs
 send or receive uses the dataset. --sanoid-force-prune skips that check, sanoid's fastest mode.
 Making the populations is the slow part on the TCG lab (about 10 snapshots/s): --populate-only makes both
@@ -55,8 +55,11 @@ autoprune = yes
 use_template = bench
 recursive = yes
 """
-# sanoid with time() moved ahead; the first argument is the offset in seconds, the rest are sanoid's.
-SANOID_AHEAD_PERL = ("BEGIN { my $ahead = shift @ARGV; *CORE::GLOBAL::time = sub () { CORE::time() + $ahead } } "
+# sanoid with time() moved ahead inside prune_snapshots only (its age test); the first argument is the offset in
+# seconds, the rest are sanoid's. Its snapshot cache keeps the real clock: moved ahead, the cache would look
+# expired after every dataset and sanoid would re-list every snapshot each time (a first run did that).
+SANOID_AHEAD_PERL = ("BEGIN { my $ahead = shift @ARGV; *CORE::GLOBAL::time = sub () { "
+                     "my $in = (caller(1))[3] // ''; CORE::time() + ($in eq 'main::prune_snapshots' ? $ahead : 0) } } "
                      "$0 = '/usr/sbin/sanoid'; do $0; die $@ if $@;")
 
 
