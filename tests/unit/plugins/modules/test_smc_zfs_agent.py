@@ -95,3 +95,37 @@ def test_idle_dataset_is_skipped(agent, capsys):
     snapshot(TIMES[1])
     assert fake.snaps == ["smc_" + TIMES[0]]
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["unchanged"] == 1
+
+
+class FakeProgram:
+    """``zfs program -j`` printing ``stdout``; ``zfs list`` (the fallback count) printing ``left``."""
+
+    def __init__(self, stdout, left=""):
+        self.stdout, self.left, self.calls = stdout, left, []
+
+    def __call__(self, argv, capture_output=True, text=True, **kwargs):
+        self.calls.append(list(argv))
+        out = self.stdout if argv[:2] == ["zfs", "program"] else self.left
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
+
+NAMES = ["tank/p/a@smc_1", "tank/p/a@smc_2", "tank/p/b@smc_1"]
+
+
+@pytest.mark.parametrize("stdout, left, destroyed, failed, relisted", [
+    # The program's own account covers every name: trusted, no second listing of thousands of snapshots.
+    ('{"return":{"failed":{"tank/p/a@smc_2":16},"destroyed":2}}', "", 2, ["tank/p/a@smc_2"], False),
+    ('{"return":{"destroyed":3,"failed":{}}}', "", 3, [], False),
+    # An account that does not add up, or no account at all: count what is really left.
+    ('{"return":{"destroyed":3,"failed":{"tank/p/a@smc_2":16}}}', "tank/p/a@smc_2\n", 2, ["tank/p/a@smc_2"], True),
+    ("{}", "tank/p/b@smc_1\n", 2, ["tank/p/b@smc_1"], True),
+    ("", "", 3, [], True),
+])
+def test_destroy_program_counts_only_what_went(monkeypatch, stdout, left, destroyed, failed, relisted):
+    mod = load_agent()
+    fake = FakeProgram(stdout, left)
+    monkeypatch.setattr(mod.subprocess, "run", fake)
+    n, errors = mod.destroy_program("tank", list(NAMES))
+    assert (n, sorted(errors)) == (destroyed, failed)
+    assert any(c[:2] == ["zfs", "list"] for c in fake.calls) == relisted
+    assert fake.calls[0][:3] == ["zfs", "program", "-j"] and fake.calls[0][-3:] == NAMES
