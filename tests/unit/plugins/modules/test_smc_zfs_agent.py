@@ -129,3 +129,60 @@ def test_destroy_program_counts_only_what_went(monkeypatch, stdout, left, destro
     assert (n, sorted(errors)) == (destroyed, failed)
     assert any(c[:2] == ["zfs", "list"] for c in fake.calls) == relisted
     assert fake.calls[0][:3] == ["zfs", "program", "-j"] and fake.calls[0][-3:] == NAMES
+
+
+class FakeLister:
+    """``zfs program -n`` answering ``program`` (stdout, rc, stderr); ``zfs list -t snapshot`` answering ``listed``."""
+
+    def __init__(self, program, listed="", list_rc=0):
+        self.program, self.listed, self.list_rc, self.calls = program, listed, list_rc, []
+
+    def __call__(self, argv, capture_output=True, text=True, **kwargs):
+        self.calls.append(list(argv))
+        if argv[:2] == ["zfs", "program"]:
+            assert "-n" in argv, "listing must run read-only"
+            out, rc, err = self.program
+            return subprocess.CompletedProcess(argv, rc, out, err)
+        return subprocess.CompletedProcess(argv, self.list_rc, self.listed, "")
+
+
+ROWS = [["tank/p/a@smc_1", "0", "-"], ["tank/p/a@smc_2", "1", "yes"], ["tank/p/b@smc_1", "0", "-"]]
+LISTED = "".join("\t".join(r) + "\n" for r in ROWS) + "tank/p/a/deeper@smc_1\t0\t-\n"
+
+
+def test_list_snapshots_reads_the_program_output(monkeypatch):
+    mod = load_agent()
+    out = json.dumps({"return": {"tank/p/a": "tank/p/a@smc_1\t0\t-\ntank/p/a@smc_2\t1\tyes",
+                                 "tank/p/b": "tank/p/b@smc_1\t0\t-"}})
+    fake = FakeLister((out, 0, ""))
+    monkeypatch.setattr(mod.subprocess, "run", fake)
+    assert sorted(mod.list_snapshots("tank/p", "program")) == ROWS
+    assert [c[:2] for c in fake.calls] == [["zfs", "program"]]
+
+
+@pytest.mark.parametrize("program", [("", 1, "Channel program execution failed: memory limit"), ("{}", 0, ""),
+                                     ("not json", 0, "")])
+def test_list_snapshots_falls_back_to_zfs_list(monkeypatch, program):
+    mod = load_agent()
+    fake = FakeLister(program, LISTED)
+    monkeypatch.setattr(mod.subprocess, "run", fake)
+    # The same rows as the program would give: children of the root only, not their descendants.
+    assert sorted(mod.list_snapshots("tank/p", "program")) == ROWS
+    assert [c[:2] for c in fake.calls] == [["zfs", "program"], ["zfs", "list"]]
+
+
+def test_list_snapshots_of_a_missing_root_is_empty_and_list_method_skips_the_program(monkeypatch):
+    mod = load_agent()
+    fake = FakeLister(("", 1, "cannot open 'tank/p': dataset does not exist"))
+    monkeypatch.setattr(mod.subprocess, "run", fake)
+    assert mod.list_snapshots("tank/p", "program") == []
+    fake = FakeLister(None, LISTED)
+    monkeypatch.setattr(mod.subprocess, "run", fake)
+    assert sorted(mod.list_snapshots("tank/p", "list")) == ROWS and fake.calls[0][:2] == ["zfs", "list"]
+
+
+def test_unknown_list_method_is_refused_with_exit_2(tmp_path, capsys):
+    cfg = tmp_path / "agent.json"
+    cfg.write_text(json.dumps({"list_method": "fast"}))
+    assert load_agent().main(["--config", str(cfg), "--lib", LIB, "prune"]) == 2
+    assert "list_method must be 'program' or 'list'" in capsys.readouterr().err
