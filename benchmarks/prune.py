@@ -69,17 +69,18 @@ SANOID_AHEAD_PERL = ("BEGIN { my $ahead = shift @ARGV; *CORE::GLOBAL::time = sub
                      "my $in = (caller(1))[3] // ''; CORE::time() + ($in eq 'main::prune_snapshots' ? $ahead : 0) } } "
                      "$| = 1; $0 = '/usr/sbin/sanoid'; do $0; die $@ if $@;")
 # Around sanoid on its host: a cache and run directory of its own (a cache left by an earlier run would tell
-# sanoid the snapshots were pruned already), a sampler of how many "INFO: pruning" lines its log has every 2 s (for its
-# steady-state rate), and an optional time limit (timeout exits 124 when it stops sanoid).
-SANOID_RUN = """log=/tmp/smc-bench-sanoid.log; : > $log
-( while sleep 2; do echo "$(date +%%s.%%N) $(grep -c '^INFO: pruning .*@' $log)"; done ) > /tmp/smc-bench-sanoid.progress &
+# sanoid the snapshots were pruned already), a sampler of how many "INFO: pruning" lines its log has every 2 s
+# (for its steady-state rate), and an optional time limit. Prints "exit <rc>" (124: timeout stopped sanoid),
+# then the samples.
+SANOID_RUN = """d=/tmp/smc-bench-sanoid; log=$d.log; : > $log
+pruned() { echo "$(date +%%s.%%N) $(grep -c '^INFO: pruning .*@' $log)"; }
+( while sleep 2; do pruned; done ) > $d.progress &
 sampler=$!
-rm -rf /tmp/smc-bench-sanoid/cache /tmp/smc-bench-sanoid/run; mkdir -p /tmp/smc-bench-sanoid/cache /tmp/smc-bench-sanoid/run
-rc=0; %s perl -e %s %d --configdir /tmp/smc-bench-sanoid --cache-dir /tmp/smc-bench-sanoid/cache \\
-    --run-dir /tmp/smc-bench-sanoid/run %s >>$log 2>&1 || rc=$?
-kill $sampler; echo "$(date +%%s.%%N) $(grep -c '^INFO: pruning .*@' $log)" >> /tmp/smc-bench-sanoid.progress
+rm -rf $d/cache $d/run; mkdir -p $d/cache $d/run
+rc=0; %s perl -e %s %d --configdir $d --cache-dir $d/cache --run-dir $d/run %s >>$log 2>&1 || rc=$?
+kill $sampler; pruned >> $d.progress
 case $rc in 0|124) ;; *) tail -5 $log >&2; exit $rc;; esac
-cat /tmp/smc-bench-sanoid.progress
+echo "exit $rc"; cat $d.progress
 """
 
 
@@ -230,8 +231,9 @@ def main():
         limit = "timeout %d" % args.sanoid_time_limit if args.sanoid_time_limit > 0 else ""
         sanoid, progress = run_timed(ssh["sanoid"], SANOID_RUN % (limit, shlex.quote(SANOID_AHEAD_PERL), SANOID_AHEAD,
                                                                   flags))
+        exit_line, progress = progress.split("\n", 1)
+        stopped = exit_line == "exit 124"  # timeout stopped sanoid at --sanoid-time-limit
         sanoid_left = count_snapshots(ssh["sanoid"], root["sanoid"])
-        stopped = args.sanoid_time_limit > 0 and sanoid_left > kept[1] * args.datasets
         print("sanoid: pruned %d in %.1f s, %d left  (sanoid %s%s)" % (
             total - sanoid_left, sanoid, sanoid_left, flags,
             ", stopped at the %d s limit" % args.sanoid_time_limit if stopped else ""))
