@@ -112,20 +112,32 @@ class FakeProgram:
 NAMES = ["tank/p/a@smc_1", "tank/p/a@smc_2", "tank/p/b@smc_1"]
 
 
-@pytest.mark.parametrize("stdout, left, destroyed, failed, relisted", [
+@pytest.mark.parametrize("stdout, left, destroyed, kept, failed, relisted", [
     # The program's own account covers every name: trusted, no second listing of thousands of snapshots.
-    ('{"return":{"failed":{"tank/p/a@smc_2":16},"destroyed":2}}', "", 2, ["tank/p/a@smc_2"], False),
-    ('{"return":{"destroyed":3,"failed":{}}}', "", 3, [], False),
+    ('{"return":{"failed":{"tank/p/a@smc_2":16},"destroyed":2}}', "", 2, [], ["tank/p/a@smc_2"], False),
+    ('{"return":{"destroyed":3,"failed":{}}}', "", 3, [], [], False),
+    ('{"return":{"destroyed":1,"failed":{},"held":{"tank/p/a@smc_1":1},"needed":{"tank/p/b@smc_1":"dc2-s1"}}}',
+     "", 1, ["tank/p/a@smc_1", "tank/p/b@smc_1"], [], False),
     # An account that does not add up, or no account at all: count what is really left.
-    ('{"return":{"destroyed":3,"failed":{"tank/p/a@smc_2":16}}}', "tank/p/a@smc_2\n", 2, ["tank/p/a@smc_2"], True),
-    ("{}", "tank/p/b@smc_1\n", 2, ["tank/p/b@smc_1"], True),
-    ("", "", 3, [], True),
+    ('{"return":{"destroyed":3,"failed":{"tank/p/a@smc_2":16}}}', "tank/p/a@smc_2\n", 2, [], ["tank/p/a@smc_2"],
+     True),
+    ('{"return":{"destroyed":1,"failed":{},"held":{"tank/p/a@smc_1":1}}}', "tank/p/a@smc_1\ntank/p/b@smc_1\n",
+     1, ["tank/p/a@smc_1"], ["tank/p/b@smc_1"], True),
+    ("{}", "tank/p/b@smc_1\n", 2, [], ["tank/p/b@smc_1"], True),
+    ("", "", 3, [], [], True),
 ])
-def test_destroy_program_counts_only_what_went(monkeypatch, stdout, left, destroyed, failed, relisted):
+def test_destroy_program_counts_only_what_went(monkeypatch, stdout, left, destroyed, kept, failed, relisted):
     mod = load_agent()
     fake = FakeProgram(stdout, left)
     monkeypatch.setattr(mod.subprocess, "run", fake)
-    n, errors = mod.destroy_program("tank", list(NAMES))
-    assert (n, sorted(errors)) == (destroyed, failed)
+    n, keep, errors = mod.destroy_program("tank", list(NAMES))
+    assert (n, sorted(keep), sorted(errors)) == (destroyed, kept, failed)
     assert any(c[:2] == ["zfs", "list"] for c in fake.calls) == relisted
-    assert fake.calls[0][:3] == ["zfs", "program", "-j"] and fake.calls[0][-3:] == NAMES
+    assert fake.calls[0][:3] == ["zfs", "program", "-j"] and fake.calls[0][-4:] == ["destroy"] + NAMES
+
+
+def test_a_dry_run_without_a_usable_account_is_an_error_not_a_guess(monkeypatch):
+    mod = load_agent()
+    monkeypatch.setattr(mod.subprocess, "run", FakeProgram("{}"))
+    with pytest.raises(mod.AgentError, match="no usable account"):
+        mod.destroy_program("tank", list(NAMES), dry_run=True)
