@@ -30,6 +30,7 @@ to the timed prunes, which run one after the other, never at the same time. The 
 at the end of a timed run.
 """
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -225,8 +226,10 @@ def main():
         agent, out = run_timed(ssh["agent"], "SMC_AGENT_LIB=/usr/local/lib/smc-zfs-agent /usr/local/sbin/smc-zfs-agent "
                                              "--config /tmp/smc-bench-agent.json --now %s prune\n" % now)
         agent_left = count_snapshots(ssh["agent"], root["agent"])
-        print("agent : pruned %d in %.1f s, %d left  %s" % (total - agent_left, agent, agent_left,
-                                                            out.strip().splitlines()[-1][:200]), flush=True)
+        report = json.loads(out.strip().splitlines()[-1])
+        print("agent : pruned %d in %.1f s (listing and planning %.1f s), %d left, %d kept by holds or marks, "
+              "%d failed" % (total - agent_left, agent, report.get("plan_seconds", 0), agent_left,
+                             len(report.get("kept", {})), len(report.get("failed", {}))), flush=True)
         flags = "--prune-snapshots --verbose" + (" --force-prune" if args.sanoid_force_prune else "")
         limit = "timeout %d" % args.sanoid_time_limit if args.sanoid_time_limit > 0 else ""
         sanoid, progress = run_timed(ssh["sanoid"], SANOID_RUN % (limit, shlex.quote(SANOID_AHEAD_PERL), SANOID_AHEAD,

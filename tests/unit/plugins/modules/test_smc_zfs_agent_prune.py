@@ -27,7 +27,7 @@ class FakePool:
         self.before_program = None
 
     def exists(self, full):
-        ds, _, snap = full.partition("@")
+        ds, _sep, snap = full.partition("@")
         return snap in self.snaps.get(ds, [])
 
     def get_prop(self, full, prop):
@@ -41,7 +41,7 @@ class FakePool:
         if self.holds.get(full) or full in self.refuse:
             return self.refuse.get(full, EBUSY)
         if really:
-            ds, _, snap = full.partition("@")
+            ds, _sep, snap = full.partition("@")
             self.snaps[ds].remove(snap)
         return 0
 
@@ -83,7 +83,7 @@ class FakePool:
                            "smc:needed": self.marks.get(full, "-")}
                     out += "\t".join(row[f] for f in fields) + "\n"
         elif argv[:2] == ["zfs", "destroy"]:  # zfs destroy ds@a,b,c: all or nothing
-            ds, _, snaps = argv[2].partition("@")
+            ds, _sep, snaps = argv[2].partition("@")
             fulls = ["%s@%s" % (ds, snap) for snap in snaps.split(",")]
             if any(self.destroy(full, False) for full in fulls):
                 return subprocess.CompletedProcess(argv, 1, "", "cannot destroy snapshots: dataset is busy")
@@ -124,7 +124,7 @@ def test_prune_keeps_what_the_policy_keeps_and_lists_names_only(prune, capsys):
     pool, run = prune
     assert run() == 0
     assert pool.snaps == {ROOT + "/a": HOURS[-3:], ROOT + "/b": HOURS[-3:]}
-    report, _ = last_report(capsys)
+    report = last_report(capsys)[0]
     assert report["destroyed"] == 14 and report["kept"] == {} and report["failed"] == {}
     listing = [c for c in pool.calls if c[:2] == ["zfs", "list"] and "snapshot" in c]
     assert [c[c.index("-o") + 1] for c in listing] == ["name"]  # fast mode: no per-snapshot properties
@@ -140,7 +140,7 @@ def test_holds_and_marks_set_after_the_listing_are_still_respected(prune, capsys
         pool.marks[marked] = "dc2-s1"
     pool.before_program = late
     assert run() == 0
-    report, _ = last_report(capsys)
+    report = last_report(capsys)[0]
     assert report["destroyed"] == 12
     assert report["kept"] == {held: "held (userrefs 1)", marked: "needed (smc:needed=dc2-s1)"}
     assert HOURS[2] in pool.snaps[ROOT + "/a"] and HOURS[4] in pool.snaps[ROOT + "/b"]
@@ -150,7 +150,7 @@ def test_a_refused_destroy_is_reported_and_fails_the_run(prune, capsys):
     pool, run = prune
     pool.refuse[ROOT + "/a@" + HOURS[0]] = EBUSY  # e.g. the origin of a clone
     assert run() == 1
-    report, _ = last_report(capsys)
+    report = last_report(capsys)[0]
     assert report["destroyed"] == 13 and list(report["failed"]) == [ROOT + "/a@" + HOURS[0]]
     assert "errno 16" in report["failed"][ROOT + "/a@" + HOURS[0]]
 
@@ -160,7 +160,7 @@ def test_a_snapshot_gone_before_the_program_is_not_counted_as_destroyed(prune, c
     gone = ROOT + "/b@" + HOURS[1]
     pool.before_program = lambda: pool.snaps[ROOT + "/b"].remove(HOURS[1])
     assert run() == 1
-    report, _ = last_report(capsys)
+    report = last_report(capsys)[0]
     assert report["destroyed"] == 13 and list(report["failed"]) == [gone]
 
 
