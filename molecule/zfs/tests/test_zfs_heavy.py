@@ -208,6 +208,16 @@ def test_retention_across_dst_with_faketime_and_holds(host, pools):
     stamps = [n.split("@")[1] for n in names]
     assert stamps == ["smc_%sZ" % t.replace(" ", "T") for t in times]
     host.check_output("zfs hold smc-repl-test smct_raidz1/p/dst@smc_2024-10-26T23:30:00Z")
+    # The two snapshots the policy lets go are pinned first: 00:30 held, 00:45 marked smc:needed. The destroy
+    # program reads both in the kernel and keeps them; once released, the next prune destroys them.
+    ds = "smct_raidz1/p/dst@smc_2024-10-27T00:"
+    host.check_output("zfs hold smc-repl-test %s30:00Z && zfs set smc:needed=dc2-s1 %s45:00Z" % (ds, ds))
+    pinned = json.loads(host.check_output("%s %s --config %s/agent.json --now 2024-10-27T02:05:00Z prune"
+                                          % (AGENT_ENV, AGENT, DIR)).splitlines()[-1])
+    assert pinned["destroyed"] == 0 and pinned["failed"] == {}, pinned
+    assert pinned["kept"] == {ds + "30:00Z": "held (userrefs 1)", ds + "45:00Z": "needed (smc:needed=dc2-s1)"}
+    assert len(host.check_output("zfs list -H -t snapshot -o name smct_raidz1/p/dst").split()) == len(times)
+    host.check_output("zfs release smc-repl-test %s30:00Z && zfs inherit smc:needed %s45:00Z" % (ds, ds))
     out = host.check_output("%s %s --config %s/agent.json --now 2024-10-27T02:05:00Z prune"
                             % (AGENT_ENV, AGENT, DIR))
     kept = [n.split("@")[1] for n in host.check_output(
