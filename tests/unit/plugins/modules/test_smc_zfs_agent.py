@@ -53,6 +53,13 @@ class FakeZfs:
         return subprocess.CompletedProcess(argv, 0, out, "")
 
 
+def run_agent(mod, tmp_path, argv, cfg):
+    """Write ``cfg`` as the agent's config (locks under tmp_path) and run ``smc-zfs-agent <argv>``; the exit code."""
+    conf = tmp_path / "agent.json"
+    conf.write_text(json.dumps(dict({"lock_dir": str(tmp_path / "locks")}, **cfg)))
+    return mod.main(["--config", str(conf), "--lib", LIB] + list(argv))
+
+
 @pytest.fixture
 def agent(tmp_path, monkeypatch):
     mod = load_agent()
@@ -60,10 +67,8 @@ def agent(tmp_path, monkeypatch):
     monkeypatch.setattr(mod.subprocess, "run", fake)
 
     def snapshot(now, **cfg):
-        conf = tmp_path / "agent.json"
-        conf.write_text(json.dumps(dict({"roots": ["smct_raidz1/p"], "lock_dir": str(tmp_path / "locks"),
-                                         "classes": {"default": {"frequent": 4, "hourly": 3, "daily": 2}}}, **cfg)))
-        return mod.main(["--config", str(conf), "--lib", LIB, "--now", now, "snapshot"])
+        return run_agent(mod, tmp_path, ["--now", now, "snapshot"], dict(
+            {"roots": ["smct_raidz1/p"], "classes": {"default": {"frequent": 4, "hourly": 3, "daily": 2}}}, **cfg))
     return fake, snapshot
 
 

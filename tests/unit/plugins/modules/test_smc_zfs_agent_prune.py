@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from lupa import lua52
 
-from test_smc_zfs_agent import LIB, load_agent
+from test_smc_zfs_agent import load_agent, run_agent
 
 ROOT = "tank/p"
 HOURS = ["smc_2024-01-01T%02d:00:00Z" % h for h in range(10)]
@@ -106,12 +106,8 @@ def prune(tmp_path, monkeypatch):
     monkeypatch.setattr(mod.subprocess, "run", pool)
 
     def run(*extra, **cfg):
-        conf = tmp_path / "agent.json"
-        conf.write_text(json.dumps(dict({"roots": [ROOT], "lock_dir": str(tmp_path / "locks"),
-                                         "needed_dir": str(tmp_path / "needed"),
-                                         "classes": {"default": {"hourly": 3}}}, **cfg)))
-        rc = mod.main(["--config", str(conf), "--lib", LIB, "--now", "2024-01-01T10:00:00Z", "prune"] + list(extra))
-        return rc
+        return run_agent(mod, tmp_path, ["--now", "2024-01-01T10:00:00Z", "prune"] + list(extra), dict(
+            {"roots": [ROOT], "needed_dir": str(tmp_path / "needed"), "classes": {"default": {"hourly": 3}}}, **cfg))
     return pool, run
 
 
