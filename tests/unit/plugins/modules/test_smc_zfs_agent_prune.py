@@ -189,3 +189,15 @@ def test_the_destroy_method_reads_holds_in_the_listing(prune, capsys):
     assert [c[c.index("-o") + 1] for c in listing] == ["name,userrefs,smc:needed"]
     assert pool.snaps == {ROOT + "/a": [HOURS[0]] + HOURS[-3:], ROOT + "/b": HOURS[-3:]}
     assert [c[2].count(",") + 1 for c in pool.calls if c[:2] == ["zfs", "destroy"]] == [6, 7]  # batched
+
+
+def test_both_destroy_methods_report_a_dry_run_the_same_way(prune, capsys):
+    """The dry run's report has would_destroy and would_fail whichever method would destroy, never failed."""
+    pool, run = prune
+    for method in ("program", "destroy"):
+        assert run("--dry-run", destroy_method=method) == 0
+        report, lines = last_report(capsys)
+        assert report["would_destroy"] == 14 and report["would_fail"] == {} and "failed" not in report, method
+        assert len(lines) == 14, method
+    assert pool.snaps == {ROOT + "/a": HOURS, ROOT + "/b": HOURS}
+    assert not [c for c in pool.calls if c[:2] == ["zfs", "destroy"]]
