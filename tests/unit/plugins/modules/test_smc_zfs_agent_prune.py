@@ -18,17 +18,25 @@ class FakePool:
     """Datasets under ``tank/p`` with snapshots, holds (userrefs), smc:needed marks and kernel refusals.
 
     ``zfs program`` runs the script it is given in Lua 5.2 with ``zfs.get_prop``, ``zfs.sync.destroy`` and
-    ``zfs.check.destroy`` served from this state; ``before_program`` runs first (a hold placed between the
-    agent's listing and its destroy)."""
+    ``zfs.check.destroy`` and ``zfs.list.snapshots`` served from this state; ``before_program`` runs before a
+    destroy program (a hold placed between the agent's listing and its destroy), ``before_list`` before a
+    listing program."""
 
     def __init__(self, snaps):
         self.snaps = {ds: list(names) for ds, names in snaps.items()}
         self.holds, self.marks, self.refuse, self.calls = {}, {}, {}, []
-        self.before_program = None
+        self.before_program = self.before_list = None
 
     def exists(self, full):
-        ds, _sep, snap = full.partition("@")
-        return snap in self.snaps.get(ds, [])
+        ds, sep, snap = full.partition("@")
+        return snap in self.snaps.get(ds, []) if sep else ds in self.snaps
+
+    def list_snapshots(self, ds):
+        """zfs.list.snapshots: a Lua iterator (a function returning the next name, then nil)."""
+        if not self.exists(ds):
+            raise LookupError("dataset '%s' does not exist" % ds)
+        names = iter(["%s@%s" % (ds, snap) for snap in self.snaps[ds]])
+        return lambda *ignored: next(names, None)
 
     def get_prop(self, full, prop):
         if not self.exists(full):
@@ -46,8 +54,13 @@ class FakePool:
         return 0
 
     def program(self, argv):
-        read_only = "-n" in argv
-        rest = [a for a in argv[3:] if a != "-n"]
+        """zfs program [-jn] [-t instructions] [-m memory] pool script args..."""
+        rest, read_only = list(argv[2:]), False
+        while rest[0].startswith("-"):
+            flag = rest.pop(0)
+            read_only |= flag == "-n"
+            if flag in ("-t", "-m"):
+                assert int(rest.pop(0)) <= 100 * 1024 * 1024, "above the zfs module's maximum"
         with open(rest[1], encoding="utf-8") as f:
             script = f.read()
         lua = lua52.LuaRuntime(unpack_returned_tuples=True)
@@ -55,6 +68,7 @@ class FakePool:
         zfs = lua.table_from({
             "exists": self.exists,
             "get_prop": self.get_prop,
+            "list": lua.table_from({"snapshots": self.list_snapshots}),
             "check": lua.table_from({"destroy": lambda s: self.destroy(s, False)}),
             "sync": lua.table_from({"destroy": lambda s: self.destroy(s, not read_only)}),
         })
@@ -90,8 +104,10 @@ class FakePool:
             for full in fulls:
                 self.destroy(full, True)
         elif argv[:2] == ["zfs", "program"]:
-            if self.before_program:
-                self.before_program()
+            destroying = "destroy" in argv or "check" in argv
+            hook = self.before_program if destroying else self.before_list
+            if hook:
+                hook()
             out = self.program(argv)
         else:
             raise AssertionError("unexpected command %s" % argv)
@@ -103,6 +119,7 @@ def prune(tmp_path, monkeypatch):
     """Run ``smc-zfs-agent prune`` (keep the 3 newest hourly) on a FakePool; returns (pool, run)."""
     mod = load_agent()
     pool = FakePool({ROOT + "/a": HOURS, ROOT + "/b": HOURS})
+    pool.agent = mod
     monkeypatch.setattr(mod.subprocess, "run", pool)
 
     def run(*extra, **cfg):
@@ -116,15 +133,35 @@ def last_report(capsys):
     return json.loads(out[-1]), out[:-1]
 
 
-def test_prune_keeps_what_the_policy_keeps_and_lists_names_only(prune, capsys):
+def test_prune_keeps_what_the_policy_keeps_and_lists_in_one_read_only_program(prune, capsys):
     pool, run = prune
     assert run() == 0
     assert pool.snaps == {ROOT + "/a": HOURS[-3:], ROOT + "/b": HOURS[-3:]}
     report = last_report(capsys)[0]
     assert report["destroyed"] == 14 and report["kept"] == {} and report["failed"] == {}
-    listing = [c for c in pool.calls if c[:2] == ["zfs", "list"] and "snapshot" in c]
-    assert [c[c.index("-o") + 1] for c in listing] == ["name"]  # fast mode: no per-snapshot properties
-    assert sum(c[:2] == ["zfs", "program"] for c in pool.calls) == 1  # one program for both datasets
+    assert not [c for c in pool.calls if c[:2] == ["zfs", "list"] and "snapshot" in c]  # no zfs list per snapshot
+    programs = [c for c in pool.calls if c[:2] == ["zfs", "program"]]
+    assert len(programs) == 2  # one listing both datasets, one destroying in both
+    assert "-n" in programs[0] and programs[0][-2:] == [ROOT + "/a", ROOT + "/b"]
+    assert "-n" not in programs[1] and "destroy" in programs[1]
+
+
+def test_a_long_listing_resumes_where_the_program_stopped(prune, capsys):
+    """The listing program stops after the dataset that reaches the name limit; the agent resumes there."""
+    pool, run = prune
+    pool.snaps[ROOT + "/c"] = list(HOURS)
+    pool.agent.NAMES_PER_LIST = 5
+    assert run() == 0
+    listings = [c for c in pool.calls if c[:2] == ["zfs", "program"] and "-n" in c]
+    assert [c[c.index("5") + 1] for c in listings] == [ROOT + "/a", ROOT + "/b", ROOT + "/c"]
+    assert all(names == HOURS[-3:] for names in pool.snaps.values()), pool.snaps
+
+
+def test_a_dataset_destroyed_before_the_listing_is_skipped(prune, capsys):
+    pool, run = prune
+    pool.before_list = lambda: pool.snaps.pop(ROOT + "/a")
+    assert run() == 0
+    assert last_report(capsys)[0]["destroyed"] == 7 and pool.snaps == {ROOT + "/b": HOURS[-3:]}
 
 
 def test_holds_and_marks_set_after_the_listing_are_still_respected(prune, capsys):
