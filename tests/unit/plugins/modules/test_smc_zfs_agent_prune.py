@@ -89,8 +89,10 @@ class FakePool:
         if argv[:2] == ["zfs", "list"] and "filesystem" in argv:
             out = "".join("%s\t0\t-\tprimary\t-\n" % ds for ds in [ROOT] + sorted(self.snaps))
         elif argv[:2] == ["zfs", "list"] and "snapshot" in argv:
-            fields = argv[argv.index("-o") + 1].split(",")
+            fields, target = argv[argv.index("-o") + 1].split(","), argv[-1]
             for ds in sorted(self.snaps):
+                if ds != target and not ("-r" in argv and ds.startswith(target + "/")):
+                    continue
                 for snap in self.snaps[ds]:
                     full = "%s@%s" % (ds, snap)
                     row = {"name": full, "userrefs": str(self.holds.get(full, 0)),
@@ -238,3 +240,18 @@ def test_both_destroy_methods_report_a_dry_run_the_same_way(prune, capsys):
         assert len(lines) == 14, method
     assert pool.snaps == {ROOT + "/a": HOURS, ROOT + "/b": HOURS}
     assert not [c for c in pool.calls if c[:2] == ["zfs", "destroy"]]
+
+
+def test_plan_of_one_dataset_lists_that_dataset_alone(prune, capsys, tmp_path):
+    pool, run = prune
+    pool.holds[ROOT + "/a@" + HOURS[0]] = 1
+    agent = pool.agent
+    cfg = {"roots": [ROOT], "needed_dir": str(tmp_path / "needed"), "classes": {"default": {"hourly": 3}}}
+    assert run_agent(agent, tmp_path, ["--now", "2024-01-01T10:00:00Z", "plan", ROOT + "/a"], cfg) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert sorted(plan["keep"]) == [HOURS[0]] + HOURS[-3:] and plan["destroy"] == HOURS[1:7]
+    assert plan["keep"][HOURS[0]] == ["held"]
+    listing = [c for c in pool.calls if c[:2] == ["zfs", "list"] and "snapshot" in c]
+    assert len(listing) == 1 and listing[0][-1] == ROOT + "/a" and "-r" not in listing[0]
+    assert run_agent(agent, tmp_path, ["plan", "tank/elsewhere"], cfg) == 2
+    assert "tank/elsewhere is not a dataset directly under the roots " + ROOT in capsys.readouterr().err
