@@ -28,6 +28,9 @@ if [ ! -f "$stamp" ]; then
     .venv/bin/pip install -q -r tests/requirements.txt
     rm -f .venv/.installed-*; touch "$stamp"
 fi
+# Mitogen's strategy plugins at a fixed path (the Makefile points ANSIBLE_STRATEGY_PLUGINS there).
+mitogen=$(.venv/bin/python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))')
+[ "$(readlink .venv/mitogen-plugins 2>/dev/null)" = "$mitogen/plugins" ] || ln -sfn "$mitogen/plugins" .venv/mitogen-plugins
 # The checkout is the collection smc.backend: link it where ansible looks for collections.
 mkdir -p .collections/ansible_collections/smc
 [ -L .collections/ansible_collections/smc/backend ] || ln -sfn ../../.. .collections/ansible_collections/smc/backend

@@ -1,6 +1,6 @@
 """The lab refuses bad host state with a clear message and starts nothing.
 
-Runs playbooks/lab_up.yml for a one-VM lab in a data center named `zz` (never part of the real lab), so the
+Runs tests/lab/lab_up.yml for a one-VM lab in a data center named `zz` (never part of the real lab), so the
 running lab is not touched, and checks that no domain of that lab was defined or started.
 """
 import os
@@ -17,7 +17,7 @@ BIN = os.path.dirname(sys.executable)
 def lab_up(*extra):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"))
-    cmd = [os.path.join(BIN, "ansible-playbook"), "playbooks/lab_up.yml", "-e", '{"lab_dcs": ["zz"]}',
+    cmd = [os.path.join(BIN, "ansible-playbook"), "tests/lab/lab_up.yml", "-e", '{"lab_dcs": ["zz"]}',
            "-e", "lab_hosts_per_dc=1", "-e", f"lab_inventory={ROOT}/build/zz-hosts.yml"] + list(extra)
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
 

@@ -40,6 +40,10 @@ def test_collection_builds_into_an_installable_artifact(tmp_path):
     assert {"MANIFEST.json", "FILES.json", "galaxy.yml"} - names == {"galaxy.yml"}
     assert "plugins/module_utils/placement.py" in names
     assert not any(n.startswith((".venv", ".collections", "build/", ".cache")) for n in names)
+    # The lab belongs to the tests: users install the product (its on-prem role included), not the lab.
+    assert not any(n.startswith(("tests/lab", "molecule/", "inventory/lab", "benchmarks/")) for n in names)
+    assert not any(n.startswith("playbooks/") and "lab" in os.path.basename(n) for n in names)
+    assert "roles/onprem_vm/files/wait-boot.py" in names
     install = tmp_path / "installed"
     subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--force", "-p", str(install), str(artifact)],
                    capture_output=True, text=True, env=ENV, check=True)

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Save and restore the whole lab in seconds: libvirt internal snapshots (memory and every disk) of all VMs.
+
+    snapshot.py save NAME       pause every lab VM, snapshot each, resume them together
+    snapshot.py restore NAME    revert every VM to NAME (paused), resume them together, set their clocks,
+                                wait until each answers on SSH
+    snapshot.py list            the snapshots each VM has
+    snapshot.py has NAME        exit 0 when every VM has NAME
+
+The VMs, their SSH ports, taps and key come from the lab inventory (inventory/lab/hosts.yml, written by
+tests/lab/lab_up.yml). All VMs are paused while they are saved and resumed at once after a revert, so the
+guests' clocks, tinc sessions and TCP peers agree with one another. A reverted guest's clock is set to the
+controller's time over SSH, so snapshot names and leases see real time. Controller SSH masters to the lab
+(ControlPersist sockets in the lab's own control directory) are closed first: their guest ends are rewound.
+"""
+import argparse
+import concurrent.futures
+import glob
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LIBVIRT = "qemu:///system"
+NETNS_SH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns.sh")
+
+
+class LabError(Exception):
+    """A refusal with the reason and the fix."""
+
+
+def lab_hosts(inventory):
+    """Host name -> {port, tap} for every host of the lab inventory, plus the inventory's top-level vars."""
+    def walk(group, out):
+        for name, hvars in (group.get("hosts") or {}).items():
+            out[name] = hvars or {}
+        for child in (group.get("children") or {}).values():
+            walk(child or {}, out)
+        return out
+    top = (inventory or {}).get("all") or {}
+    hosts = {name: {"port": int(h["ansible_port"]), "tap": h.get("smc_lab_tap")}
+             for name, h in walk(top, {}).items() if "ansible_port" in h}
+    return hosts, top.get("vars") or {}
+
+
+def load_inventory(path):
+    if not os.path.exists(path):
+        raise LabError("%s does not exist: the lab is not up. Fix: make lab-up (or make lab)" % path)
+    with open(path, encoding="utf-8") as handle:
+        hosts, top = lab_hosts(yaml.safe_load(handle))
+    if not hosts:
+        raise LabError("%s lists no lab hosts with an ansible_port. Fix: make lab-up rewrites it" % path)
+    return hosts, top
+
+
+def virsh(*args, check=True):
+    proc = subprocess.run(["virsh", "-q", "-c", LIBVIRT] + list(args), capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise LabError("virsh %s failed: %s" % (" ".join(args), (proc.stderr or proc.stdout).strip()))
+    return proc.stdout
+
+
+def on_all(func, names):
+    """Run func(name) for every VM at once; the first failure is raised after all have finished."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+        futures = {name: pool.submit(func, name) for name in names}
+    return {name: fut.result() for name, fut in futures.items()}
+
+
+def snapshots_of(name):
+    return virsh("snapshot-list", name, "--name", check=False).split()
+
+
+def close_ssh_masters(control_dir):
+    """End the controller's SSH masters into the lab: after a save or revert their guest side is gone."""
+    closed = 0
+    for sock in glob.glob(os.path.join(control_dir, "*")):
+        subprocess.run(["ssh", "-o", "ControlPath=" + sock, "-O", "exit", "lab"], capture_output=True, check=False)
+        closed += 1
+    return closed
+
+
+def save(hosts, name):
+    names = sorted(hosts)
+    on_all(lambda vm: virsh("snapshot-delete", vm, name) if name in snapshots_of(vm) else None, names)
+    on_all(lambda vm: virsh("suspend", vm), names)
+    try:
+        on_all(lambda vm: virsh("snapshot-create-as", vm, name, "--description", "smc lab: " + name, "--atomic"),
+               names)
+    finally:
+        on_all(lambda vm: virsh("resume", vm, check=False), names)
+
+
+def revert(hosts, top, name):
+    names = sorted(hosts)
+    missing = [vm for vm in names if name not in snapshots_of(vm)]
+    if missing:
+        raise LabError("no snapshot %r on %s. Fix: make lab (saves 'blank' and 'converged') or "
+                       "tests/lab/snapshot.py save %s" % (name, ", ".join(missing), name))
+    running = set(virsh("list", "--state-running", "--state-paused", "--name").split())
+    stopped = [vm for vm in names if vm not in running]
+    for vm in stopped:  # qemu opens its tap in the host namespace; the bridge lives in the lab's
+        subprocess.run([NETNS_SH, "prepare-tap", top["smc_lab_netns"], hosts[vm]["tap"]], check=True,
+                       capture_output=True)
+    on_all(lambda vm: virsh("snapshot-revert", vm, name, "--paused"), names)
+    for vm in stopped:
+        subprocess.run([NETNS_SH, "attach-tap", top["smc_lab_netns"], top["smc_lab_bridge"], hosts[vm]["tap"]],
+                       check=True, capture_output=True)
+    on_all(lambda vm: virsh("resume", vm), names)
+
+
+def ssh_banner(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as conn:
+            conn.settimeout(3)
+            return conn.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def set_clock(port, key, deadline):
+    """Wait for SSH, then set the guest's clock to ours; returns seconds until it answered."""
+    start = time.monotonic()
+    while not ssh_banner(port):
+        if time.monotonic() > deadline:
+            raise LabError("127.0.0.1:%d gives no SSH banner after the revert" % port)
+        time.sleep(1)
+    cmd = ["ssh", "-i", key, "-p", str(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+           "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20",
+           "-o", "ControlMaster=no", "root@127.0.0.1"]
+    proc = subprocess.run(cmd + ["date -u -s @%.3f >/dev/null" % time.time()], capture_output=True, text=True,
+                          timeout=max(30, deadline - time.monotonic()), check=False)
+    if proc.returncode != 0:
+        raise LabError("setting the clock over SSH on port %d failed: %s" % (port, proc.stderr.strip()))
+    return time.monotonic() - start
+
+
+def restore(hosts, top, name, timeout):
+    begin = time.monotonic()
+    revert(hosts, top, name)
+    reverted = time.monotonic() - begin
+    deadline = time.monotonic() + timeout
+    answered = on_all(lambda vm: set_clock(hosts[vm]["port"], top["ansible_ssh_private_key_file"], deadline),
+                      sorted(hosts))
+    return reverted, answered, time.monotonic() - begin
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["save", "restore", "list", "has"])
+    parser.add_argument("name", nargs="?", default="")
+    parser.add_argument("--inventory", default=os.path.join(ROOT, "inventory", "lab", "hosts.yml"))
+    parser.add_argument("--timeout", type=int, default=300, help="seconds to wait for SSH after a revert")
+    args = parser.parse_args(argv)
+    if args.action != "list" and not args.name:
+        parser.error("%s needs a snapshot NAME (blank or converged)" % args.action)
+    cache = os.environ.get("SMC_LAB_CACHE") or os.path.expanduser("~/.cache/smc-lab")
+    control_dir = os.environ.get("ANSIBLE_SSH_CONTROL_PATH_DIR") or os.path.join(cache, "ssh-cp")
+    try:
+        hosts, top = load_inventory(args.inventory)
+        if args.action == "list":
+            for vm in sorted(hosts):
+                print("%-8s %s" % (vm, " ".join(snapshots_of(vm)) or "(none)"))
+            return 0
+        if args.action == "has":
+            return 0 if all(args.name in snapshots_of(vm) for vm in hosts) else 1
+        close_ssh_masters(control_dir)
+        start = time.monotonic()
+        if args.action == "save":
+            save(hosts, args.name)
+            print("lab snapshot %r saved on %d VMs in %.1f s" % (args.name, len(hosts), time.monotonic() - start))
+            return 0
+        reverted, answered, total = restore(hosts, top, args.name, args.timeout)
+        print("lab restored to %r in %.1f s: %d VMs reverted in %.1f s, all answering SSH with clocks set %.1f s "
+              "later (slowest %s)" % (args.name, total, len(hosts), reverted, total - reverted,
+                                      max(answered, key=answered.get)))
+        return 0
+    except LabError as exc:
+        sys.stderr.write("lab snapshot: ERROR: %s\n" % exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""tests/lab/snapshot.py: the lab inventory it reads, and the order of a save and a revert."""
+import importlib.util
+import os
+
+import jinja2
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+SPEC = importlib.util.spec_from_file_location("lab_snapshot", os.path.join(ROOT, "tests", "lab", "snapshot.py"))
+snapshot = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(snapshot)
+
+
+def rendered_inventory(tmp_path):
+    """The inventory exactly as tests/lab/lab_up.yml writes it, for a 2-DC lab."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROOT, "tests", "lab", "templates")))
+    vms = [{"name": "dc1-s1", "dc": "dc1", "port": 2221, "tap": "smct1", "private_ip": "10.77.0.11"},
+           {"name": "dc2-s1", "dc": "dc2", "port": 2222, "tap": "smct2", "private_ip": "10.77.0.12"}]
+    text = env.get_template("lab_hosts.yml.j2").render(
+        lab_ssh_key="/k/id", lab_netns="smclab", lab_bridge="smcbr0", lab_dcs=["dc1", "dc2"], lab_vms=vms,
+        lab_data_disks=2)
+    path = tmp_path / "hosts.yml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_reads_every_vm_with_its_port_and_tap_from_the_generated_inventory(tmp_path):
+    hosts, top = snapshot.load_inventory(rendered_inventory(tmp_path))
+    assert hosts == {"dc1-s1": {"port": 2221, "tap": "smct1"}, "dc2-s1": {"port": 2222, "tap": "smct2"}}
+    assert (top["smc_lab_netns"], top["smc_lab_bridge"], top["ansible_ssh_private_key_file"]) == (
+        "smclab", "smcbr0", "/k/id")
+
+
+def test_no_inventory_means_the_lab_is_not_up(tmp_path):
+    with pytest.raises(snapshot.LabError, match="make lab-up"):
+        snapshot.load_inventory(str(tmp_path / "missing.yml"))
+
+
+class FakeVirsh:
+    def __init__(self, snapshots, running):
+        self.snapshots, self.running, self.calls = snapshots, running, []
+
+    def __call__(self, *args, check=True):
+        self.calls.append(args)
+        if args[0] == "snapshot-list":
+            return "\n".join(self.snapshots.get(args[1], []))
+        if args[0] == "list":
+            return "\n".join(self.running)
+        return ""
+
+
+def test_a_revert_refuses_before_touching_any_vm_when_one_lacks_the_snapshot(monkeypatch):
+    fake = FakeVirsh({"a": ["blank", "converged"], "b": ["blank"]}, ["a", "b"])
+    monkeypatch.setattr(snapshot, "virsh", fake)
+    with pytest.raises(snapshot.LabError, match=r"no snapshot 'converged' on b\. Fix: make lab"):
+        snapshot.revert({"a": {"port": 1, "tap": "t1"}, "b": {"port": 2, "tap": "t2"}}, {}, "converged")
+    assert all(call[0] in ("snapshot-list",) for call in fake.calls)
+
+
+def test_a_revert_pauses_every_vm_before_resuming_any(monkeypatch):
+    fake = FakeVirsh({"a": ["blank"], "b": ["blank"]}, ["a", "b"])
+    monkeypatch.setattr(snapshot, "virsh", fake)
+    snapshot.revert({"a": {"port": 1, "tap": "t1"}, "b": {"port": 2, "tap": "t2"}}, {}, "blank")
+    acts = [c[0] for c in fake.calls if c[0] in ("snapshot-revert", "resume")]
+    assert acts == ["snapshot-revert", "snapshot-revert", "resume", "resume"]
+    assert all("--paused" in c for c in fake.calls if c[0] == "snapshot-revert")
+
+
+def test_a_save_replaces_an_old_snapshot_and_resumes_even_when_it_fails(monkeypatch):
+    fake = FakeVirsh({"a": ["converged"], "b": []}, ["a", "b"])
+
+    def failing(*args, check=True):
+        if args[0] == "snapshot-create-as" and args[1] == "b":
+            raise snapshot.LabError("disk full")
+        return fake(*args, check=check)
+
+    monkeypatch.setattr(snapshot, "virsh", failing)
+    with pytest.raises(snapshot.LabError, match="disk full"):
+        snapshot.save({"a": {}, "b": {}}, "converged")
+    names = [(c[0], c[1]) for c in fake.calls if c[0] != "snapshot-list"]
+    assert ("snapshot-delete", "a") in names and ("snapshot-delete", "b") not in names
+    assert {("resume", "a"), ("resume", "b")} <= set(names)
