@@ -90,7 +90,12 @@ options:
     elements: str
     default: []
   quarantine_parent:
-    description: Where removed projects go; default C(<pool>/quarantine).
+    description:
+      - Where removed projects go; default C(<pool>/quarantine). It must be in the pool of O(parent), and
+        neither inside O(parent) nor containing it.
+      - The module creates it (C(canmount=off), marked with the user property C(smc:role=quarantine)) and
+        uses only a dataset that carries that mark; an existing unmarked dataset is refused and its
+        properties are never changed. Only quarantined copies (C(smc:role=quarantined)) in it are destroyed.
     type: str
   confirm_destroy:
     description:
@@ -192,8 +197,12 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.smc.backend.plugins.module_utils.zfs_cli import Lzc, ZfsCli, ZfsError, same_value
+from ansible_collections.smc.backend.plugins.module_utils.zfs_names import (
+    dataset_name_error, is_below, property_error, same_pool)
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}\Z")
+# The user property that marks a quarantine parent as made by this module (set when it creates one).
+QUARANTINE_MARK = ("smc:role", "quarantine")
 STAMP_RE = r"\d{8}T\d{6}Z"
 CHUNK = 500
 LIST_MAX = 100
@@ -238,7 +247,7 @@ def desired_projects(params):
     common = _plain(params["properties"], "properties")
     for entry, where in entries:
         pid = entry["id"]
-        if not isinstance(pid, str) or not ID_RE.match(pid):
+        if not isinstance(pid, str) or not ID_RE.match(pid):  # ID_RE ends in \Z: no trailing newline
             raise ProjectError("%s: project id %r is not valid: use 1-200 letters, digits, '_', '.', ':' or '-', "
                                "starting with a letter or digit" % (where, pid))
         if pid in out:
@@ -249,16 +258,20 @@ def desired_projects(params):
         for key in ("quota", "refquota"):
             value = entry.get(key) or params[key]
             if value is not None:
+                _check(key, value, where)
                 props[key] = value
         role = entry.get("role") or "primary"
+        if role not in ("primary", "replica"):
+            raise ProjectError("%s.role: %r is not primary or replica" % (where, role))
         props["readonly"] = "on" if role == "replica" else "off"
         props["smc:role"] = role
-        props["smc:class"] = entry.get("class") or params["class"]
+        props["smc:class"] = _check("smc:class", entry.get("class") or params["class"], where + ".class")
         out[pid] = props
     for field in ("remove", "confirm_destroy"):
-        for pid in params[field]:
-            if not ID_RE.match(pid):
-                raise ProjectError("%s: project id %r is not valid" % (field, pid))
+        for i, pid in enumerate(params[field]):
+            if not isinstance(pid, str) or not ID_RE.match(pid):
+                raise ProjectError("%s[%d]: project id %r is not valid: use 1-200 letters, digits, '_', '.', ':' "
+                                   "or '-', starting with a letter or digit" % (field, i, pid))
             if pid in out:
                 raise ProjectError("%s: project %s is also listed as a project of this host: drop it from one of them"
                                    % (field, pid))
@@ -270,10 +283,40 @@ def desired_projects(params):
 
 
 def _plain(props, where):
+    if not isinstance(props, dict):
+        raise ProjectError("%s must be a mapping of property name to value" % where)
     for k, v in props.items():
-        if v is None or isinstance(v, (dict, list)):
-            raise ProjectError("%s.%s must be a plain value (quote on/off: 'on')" % (where, k))
+        _check(k, v, where)
     return {k: str(v) for k, v in props.items()}
+
+
+def _check(key, value, where):
+    err = property_error(key, value, where)
+    if err:
+        raise ProjectError(err)
+    return str(value)
+
+
+def check_datasets(parent, qparent):
+    """Raise ProjectError unless ``parent`` is a dataset below a pool and ``qparent`` a separate dataset of the
+    same pool, neither inside the other (the quarantine must never contain or be the projects' parent)."""
+    for where, name in (("parent", parent), ("quarantine_parent", qparent)):
+        err = dataset_name_error(name, where, min_depth=1)
+        if err:
+            raise ProjectError(err)
+    if not same_pool(parent, qparent):
+        raise ProjectError("quarantine_parent %s must be in the pool of parent %s (a rename cannot leave the pool)"
+                           % (qparent, parent))
+    if is_below(qparent, parent) or is_below(parent, qparent):
+        raise ProjectError("quarantine_parent %s and parent %s must not be inside one another" % (qparent, parent))
+
+
+def quarantine_state(rows, qparent):
+    """``absent``, ``ours`` (marked with QUARANTINE_MARK) or ``foreign`` from ``zfs list -d 0`` rows of qparent."""
+    row = next((r for r in rows if r.get("name") == qparent), None)
+    if row is None:
+        return "absent"
+    return "ours" if row.get(QUARANTINE_MARK[0]) == QUARANTINE_MARK[1] else "foreign"
 
 
 def plan(parent, rows, desired):
@@ -390,12 +433,26 @@ class Projects:
             self.fail("%d command(s) failed, e.g. '%s' (rc=%d): %s" % (
                 len(failed), " ".join(failed[0][0]), failed[0][1], failed[0][2][-500:]))
 
+    def ensure_quarantine(self, qparent, create):
+        """Check that qparent is ours (never change a dataset we did not create); create it when ``create``.
+        Returns whether it exists (or would, in check mode)."""
+        state = quarantine_state(self.cli.list(qparent, [QUARANTINE_MARK[0]], depth=0), qparent)
+        if state == "foreign":
+            self.fail("quarantine_parent %s exists but was not created by smc.backend.zfs_project (it lacks %s=%s): "
+                      "refusing to rename projects into it or destroy anything in it. Choose another "
+                      "quarantine_parent, or mark this one if it really is a quarantine: zfs set %s=%s %s. "
+                      "Nothing was changed." % ((qparent,) + QUARANTINE_MARK * 2 + (qparent,)))
+        if state == "absent" and create:
+            self.write(["zfs", "create", "-p", "-o", "canmount=off", "-o", "%s=%s" % QUARANTINE_MARK, qparent])
+            return True
+        return state == "ours"
+
     def quarantine(self, parent, qparent, ids, existing):
         moved = {}
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         todo = [pid for pid in ids if "%s/%s" % (parent, pid) in existing]
         if todo:
-            self.ensure_parent(qparent, {"canmount": "off"})
+            self.ensure_quarantine(qparent, create=True)
         for pid in todo:
             old, new = "%s/%s" % (parent, pid), "%s/%s-%s" % (qparent, pid, stamp)
             self.write(["zfs", "rename", old, new])
@@ -405,11 +462,14 @@ class Projects:
         return moved
 
     def destroy(self, qparent, ids):
-        rows = self.cli.list(qparent, [], depth=1)
+        if not self.ensure_quarantine(qparent, create=False):
+            return []
+        rows = self.cli.list(qparent, ["smc:role"], depth=1)
         gone = []
         for pid in ids:
-            pattern = re.compile(r"^%s/%s-%s$" % (re.escape(qparent), re.escape(pid), STAMP_RE))
-            for name in sorted(r["name"] for r in rows if pattern.match(r["name"])):
+            pattern = re.compile(r"%s/%s-%s\Z" % (re.escape(qparent), re.escape(pid), STAMP_RE))
+            for name in sorted(r["name"] for r in rows
+                               if pattern.match(r["name"]) and r.get("smc:role") == "quarantined"):
                 self.write(["zfs", "destroy", "-r", name])
                 gone.append(name)
         return gone
@@ -420,11 +480,8 @@ def run_module():
     p = module.params
     parent = p["parent"].strip("/")
     qparent = (p["quarantine_parent"] or parent.split("/")[0] + "/quarantine").strip("/")
-    if "/" not in parent:
-        module.fail_json(msg="parent %s is a pool: use a dataset below it, e.g. %s/projects" % (parent, parent))
-    if qparent == parent or qparent.startswith(parent + "/"):
-        module.fail_json(msg="quarantine_parent %s must not be inside parent %s" % (qparent, parent))
     try:
+        check_datasets(parent, qparent)
         desired = desired_projects(p)
         _plain(p["parent_properties"], "parent_properties")
     except ProjectError as exc:
@@ -433,6 +490,8 @@ def run_module():
     work = Projects(module, cli)
     keys = sorted({k for props in desired.values() for k in props})
     try:
+        if p["remove"] or p["confirm_destroy"]:
+            work.ensure_quarantine(qparent, create=False)  # a foreign quarantine_parent fails before any change
         work.ensure_parent(parent, p["parent_properties"])
         rows = cli.list(parent, keys or ["readonly"], depth=1)
         creates, updates, unmanaged = plan(parent, rows, desired)
