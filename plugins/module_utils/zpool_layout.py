@@ -14,14 +14,17 @@ import re
 from collections import namedtuple
 
 __all__ = ["LayoutError", "Layout", "KINDS", "desired_layout", "create_args", "devices",
-           "parse_status", "compare", "device_keys", "format_layout"]
+           "parse_status", "compare", "device_keys", "format_layout", "partition_of", "status_members", "in_use"]
 
 KINDS = ("stripe", "mirror", "raidz1", "raidz2", "raidz3")
 _MIN_DEVICES = {"mirror": 2, "raidz1": 2, "raidz2": 3, "raidz3": 4}
-_GROUP_RE = re.compile(r"^(mirror|raidz[123]|draid\S*|spare|replacing)-\d+$")
+_GROUP_RE = re.compile(r"(mirror|raidz[123]|draid\S*|spare|replacing)-\d+\Z")
 _SECTIONS = {"logs": "log", "cache": "cache", "spares": "spares", "special": "special", "dedup": "dedup"}
-_PART_RES = (re.compile(r"^(/dev/(?:[shv]d[a-z]+|xvd[a-z]+))1$"),
-             re.compile(r"^(/dev/(?:nvme\d+n\d+|mmcblk\d+|loop\d+))p1$"))
+# A partition (any number) of a whole disk: /dev/vdb3, /dev/nvme0n1p2, or a by-id link ending in -partN.
+_PART_RES = (re.compile(r"(/dev/(?:[shv]d[a-z]+|xvd[a-z]+))([1-9]\d*)\Z"),
+             re.compile(r"(/dev/(?:nvme\d+n\d+|mmcblk\d+|loop\d+))p([1-9]\d*)\Z"))
+_BYID_PART_RE = re.compile(r"(/.+)-part([1-9]\d*)\Z")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 Layout = namedtuple("Layout", "data log cache spares")
 
@@ -42,7 +45,7 @@ def _vdevs(field, specs):
             raise LayoutError("%s.type is %r: use one of %s" % (where, kind, ", ".join(KINDS)))
         if field == "log" and kind.startswith("raidz"):
             raise LayoutError("%s.type is %s: log vdevs can only be stripe or mirror" % (where, kind))
-        if not isinstance(disks, list) or not all(isinstance(d, str) and d.startswith("/") for d in disks):
+        if not isinstance(disks, list) or not all(_is_path(d) for d in disks):
             raise LayoutError("%s.disks must be a list of absolute device or file paths, got %r" % (where, disks))
         if not disks:
             raise LayoutError("%s.disks is empty: name at least one device" % where)
@@ -55,9 +58,13 @@ def _vdevs(field, specs):
     return tuple(out)
 
 
+def _is_path(path):
+    return isinstance(path, str) and path.startswith("/") and not _CONTROL_RE.search(path)
+
+
 def _paths(field, paths):
     paths = list(paths or ())
-    if not all(isinstance(d, str) and d.startswith("/") for d in paths):
+    if not all(_is_path(d) for d in paths):
         raise LayoutError("%s must be a list of absolute device or file paths, got %r" % (field, paths))
     return tuple(paths)
 
@@ -156,18 +163,60 @@ def parse_status(text, pool):
                   tuple(sections["cache"]), tuple(sections["spares"]))
 
 
-def device_keys(path, realpath):
-    """Names under which a device reported by ZFS may have been given: its resolved path, and for a
-    whole disk that ZFS partitioned (partition 1) the disk itself."""
-    keys = {realpath(path)}
-    if re.search(r"-part1$", path):
-        keys.add(realpath(path[:-len("-part1")]))
+def partition_of(path, realpath):
+    """``(whole disk, partition number)`` when ``path`` is a partition of a disk (any number), else None."""
     resolved = realpath(path)
     for part_re in _PART_RES:
         m = part_re.match(resolved)
         if m:
-            keys.add(m.group(1))
+            return m.group(1), int(m.group(2))
+    m = _BYID_PART_RE.match(path)
+    if m:
+        return realpath(m.group(1)), int(m.group(2))
+    return None
+
+
+def device_keys(path, realpath):
+    """Names under which a device reported by ZFS may have been given (to compare layouts): its resolved
+    path, and for a whole disk that ZFS partitioned (partition 1) the disk itself."""
+    keys = {realpath(path)}
+    part = partition_of(path, realpath)
+    if part and part[1] == 1:
+        keys.add(part[0])
     return keys
+
+
+def status_members(status_text):
+    """``zpool status -P`` of every imported pool -> [(device, pool)] of every device in a layout."""
+    members = []
+    for chunk in re.split(r"(?m)^\s*pool: ", status_text or "")[1:]:
+        pool = chunk.split("\n", 1)[0].strip()
+        try:
+            layout = parse_status(chunk, pool)
+        except LayoutError:
+            continue
+        members.extend((dev, pool) for dev in devices(layout))
+    return members
+
+
+def in_use(wanted, members, realpath):
+    """{device: pool} of the ``wanted`` devices that an imported pool uses: the device itself, the whole disk
+    of a member partition (any partition, not only the first), or a partition of a member whole disk."""
+    by_path, whole = {}, {}
+    for dev, pool in members:
+        by_path.setdefault(realpath(dev), pool)
+        part = partition_of(dev, realpath)
+        if part:
+            by_path.setdefault(part[0], pool)
+        else:
+            whole.setdefault(realpath(dev), pool)
+    used = {}
+    for dev in wanted:
+        part = partition_of(dev, realpath)
+        pool = by_path.get(realpath(dev)) or (whole.get(part[0]) if part else None)
+        if pool:
+            used[dev] = pool
+    return used
 
 
 def _match_devices(want, have, realpath):

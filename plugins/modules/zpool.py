@@ -14,7 +14,9 @@ description:
     (a whole disk that another pool used shows only C(PTTYPE=gpt); that pool's label is on partition 1).
     A device with a signature, or one that C(blkid) cannot probe cleanly, is refused unless it is named in
     O(force_disks).
-  - A device that belongs to an imported pool is always refused, O(force_disks) or not.
+  - A device that belongs to an imported pool is always refused, O(force_disks) or not; so is a whole disk
+    any of whose partitions (not only the first) belongs to one, and a partition of a disk an imported pool
+    uses whole.
   - The module never destroys a pool, never removes, detaches or replaces a vdev. When the imported pool's
     layout differs from the desired one (devices compared by resolved path, so C(/dev/disk/by-id/...) and
     C(/dev/vdb) are the same disk, and a whole disk matches the C(-part1) partition ZFS made on it), it
@@ -30,7 +32,10 @@ attributes:
     description: Returns the pool state, layout and managed properties before and after.
 options:
   name:
-    description: Pool name.
+    description:
+      - Pool name, checked before any command runs (ZFS rules) - it starts with a letter and has only letters,
+        digits, C(_), C(.), C(:) and C(-); it is not and does not begin with C(mirror), C(raidz), C(draid) or
+        C(spare), is not C(log), C(cache), C(special) or C(dedup), and does not begin with C(c) and a digit.
     type: str
     required: true
   vdevs:
@@ -183,6 +188,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.smc.backend.plugins.module_utils.zfs_cli import ZfsCli, ZfsError, same_value
 from ansible_collections.smc.backend.plugins.module_utils import zpool_layout as zl
+from ansible_collections.smc.backend.plugins.module_utils.zfs_names import pool_name_error, properties_error
 
 VDEV_SPEC = dict(type=dict(type="str", default="stripe", choices=list(zl.KINDS)),
                  disks=dict(type="list", elements="str", required=True))
@@ -254,21 +260,18 @@ def probe_signatures(run, dev, is_file):
     return sigs
 
 
-def active_members(status_text, realpath):
-    """``zpool status -P`` of every imported pool -> {device key: pool} of the devices in use, keyed by the
-    resolved path and (for partition 1 of a whole disk) the disk itself."""
-    members = {}
-    chunks = re.split(r"(?m)^\s*pool: ", status_text or "")
-    for chunk in chunks[1:]:
-        pool = chunk.split("\n", 1)[0].strip()
-        try:
-            layout = zl.parse_status(chunk, pool)
-        except zl.LayoutError:
-            continue
-        for dev in zl.devices(layout):
-            for key in zl.device_keys(dev, realpath):
-                members[key] = pool
-    return members
+def check_options(p):
+    """The first problem with the pool name, properties or paths (before any command runs), or None."""
+    err = pool_name_error(p["name"], "name")
+    for key in ("properties", "filesystem_properties"):
+        err = err or properties_error(p[key], key)
+    if p["ashift"] is not None and not (p["ashift"] == 0 or 9 <= p["ashift"] <= 16):
+        err = err or "ashift: %r must be 0 (let ZFS choose) or 9 to 16" % p["ashift"]
+    for key in ("force_disks", "import_dirs"):
+        bad = [d for d in p[key] or () if not (d.startswith("/") and not re.search(r"[\x00-\x1f\x7f]", d))]
+        err = err or (bad and "%s: %r is not an absolute path (without newlines or control characters)"
+                      % (key, bad[0]))
+    return err or None
 
 
 def import_dirs(devices):
@@ -311,14 +314,8 @@ class PoolManager:
 
     def in_use(self, devices):
         """{device: pool} of the desired devices that belong to an imported (active) pool."""
-        members = active_members(self.cli.run(["zpool", "status", "-P"])[1], os.path.realpath)
-        used = {}
-        for dev in devices:
-            keys = zl.device_keys(dev, os.path.realpath)
-            pool = next((members[k] for k in keys if k in members), None)
-            if pool:
-                used[dev] = pool
-        return used
+        members = zl.status_members(self.cli.run(["zpool", "status", "-P"])[1])
+        return zl.in_use(devices, members, os.path.realpath)
 
     def create(self, layout):
         used = self.in_use(zl.devices(layout))
@@ -365,14 +362,13 @@ def run_module():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     p = module.params
     name = p["name"]
+    err = check_options(p)
+    if err:
+        module.fail_json(msg="%s. Nothing was changed." % err, actions=[], commands=[])
     try:
         layout = zl.desired_layout(p["vdevs"], p["log"], p["cache"], p["spares"])
     except zl.LayoutError as exc:
         module.fail_json(msg="invalid layout for pool %s: %s. Nothing was changed." % (name, exc))
-    for key in ("properties", "filesystem_properties"):
-        bad = [k for k, v in p[key].items() if v is None or isinstance(v, (dict, list))]
-        if bad:
-            module.fail_json(msg="%s.%s must be a plain value (quote on/off: 'on')" % (key, bad[0]))
     cli = ZfsCli(module.run_command)
     mgr = PoolManager(module, cli)
     result = dict(changed=False, actions=mgr.actions, commands=mgr.commands, layout_differences=[])

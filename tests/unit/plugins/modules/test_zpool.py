@@ -7,6 +7,7 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.smc.backend.plugins.module_utils import zpool_layout as zl
 from ansible_collections.smc.backend.plugins.modules import zpool
 
 
@@ -165,11 +166,14 @@ def test_probe_signatures_fails_closed_when_lsblk_fails():
 
 
 def test_active_members_by_disk_and_partition():
-    members = zpool.active_members(STATUS_TANK + "\n" + STATUS_TANK.replace("tank", "other").replace("d1", "d7")
-                                   .replace("d2", "d8"), lambda p: REAL.get(p, p))
-    assert members["/dev/vdb"] == "tank" and members["/dev/vdb1"] == "tank"
-    assert members["/dev/disk/by-id/virtio-smc-d7-part1"] == "other"
-    assert zpool.active_members("no pools available\n", lambda p: p) == {}
+    members = zl.status_members(STATUS_TANK + "\n" + STATUS_TANK.replace("tank", "other").replace("d1", "d7")
+                                .replace("d2", "d8"))
+    real = lambda p: REAL.get(p, p)  # noqa: E731
+    used = zl.in_use(["/dev/vdb", "/dev/vdb1", "/dev/disk/by-id/virtio-smc-d7-part1", "/dev/disk/by-id/virtio-smc-d7",
+                      "/dev/vdz"], members, real)
+    assert used == {"/dev/vdb": "tank", "/dev/vdb1": "tank", "/dev/disk/by-id/virtio-smc-d7-part1": "other",
+                    "/dev/disk/by-id/virtio-smc-d7": "other"}
+    assert zl.status_members("no pools available\n") == []
 
 
 def test_partitions_are_a_signature_even_when_the_disk_itself_probes_empty():
