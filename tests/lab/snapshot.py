@@ -96,21 +96,31 @@ def save(hosts, name):
 
 
 def revert(hosts, top, name):
+    """Revert every VM to snapshot NAME and resume them together.
+
+    libvirt reverts a running domain by starting a new qemu from the snapshot, and qemu opens the VM's tap in
+    the host namespace. So every VM is stopped first, its tap brought back from the lab's namespace, the qemu
+    started paused from the snapshot, the tap put back on the bridge, and only then are all VMs resumed.
+    """
     names = sorted(hosts)
     missing = [vm for vm in names if name not in snapshots_of(vm)]
     if missing:
         raise LabError("no snapshot %r on %s. Fix: make lab (saves 'blank' and 'converged') or "
                        "tests/lab/snapshot.py save %s" % (name, ", ".join(missing), name))
-    running = set(virsh("list", "--state-running", "--state-paused", "--name").split())
-    stopped = [vm for vm in names if vm not in running]
-    for vm in stopped:  # qemu opens its tap in the host namespace; the bridge lives in the lab's
-        subprocess.run([NETNS_SH, "prepare-tap", top["smc_lab_netns"], hosts[vm]["tap"]], check=True,
-                       capture_output=True)
+    active = set(virsh("list", "--state-running", "--state-paused", "--name").split())
+    on_all(lambda vm: virsh("destroy", vm) if vm in active else None, names)
+    on_all(lambda vm: netns(top, "prepare-tap", hosts[vm]["tap"]), names)
     on_all(lambda vm: virsh("snapshot-revert", vm, name, "--paused"), names)
-    for vm in stopped:
-        subprocess.run([NETNS_SH, "attach-tap", top["smc_lab_netns"], top["smc_lab_bridge"], hosts[vm]["tap"]],
-                       check=True, capture_output=True)
+    on_all(lambda vm: netns(top, "attach-tap", hosts[vm]["tap"]), names)
     on_all(lambda vm: virsh("resume", vm), names)
+
+
+def netns(top, action, tap):
+    """tests/lab/netns.sh prepare-tap|attach-tap for one VM's tap (the lab's namespace and bridge)."""
+    args = [NETNS_SH, action, top["smc_lab_netns"]] + ([top["smc_lab_bridge"]] if action == "attach-tap" else [])
+    proc = subprocess.run(args + [tap], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise LabError("netns.sh %s %s failed: %s" % (action, tap, proc.stderr.strip()))
 
 
 def ssh_banner(port):

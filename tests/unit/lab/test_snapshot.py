@@ -57,12 +57,15 @@ def test_a_revert_refuses_before_touching_any_vm_when_one_lacks_the_snapshot(mon
     assert all(call[0] in ("snapshot-list",) for call in fake.calls)
 
 
-def test_a_revert_pauses_every_vm_before_resuming_any(monkeypatch):
-    fake = FakeVirsh({"a": ["blank"], "b": ["blank"]}, ["a", "b"])
+def test_a_revert_frees_each_tap_before_qemu_opens_it_and_resumes_only_when_all_are_back(monkeypatch):
+    fake = FakeVirsh({"a": ["blank"], "b": ["blank"]}, ["a"])
     monkeypatch.setattr(snapshot, "virsh", fake)
+    monkeypatch.setattr(snapshot, "netns", lambda top, action, tap: fake.calls.append((action, tap)))
     snapshot.revert({"a": {"port": 1, "tap": "t1"}, "b": {"port": 2, "tap": "t2"}}, {}, "blank")
-    acts = [c[0] for c in fake.calls if c[0] in ("snapshot-revert", "resume")]
-    assert acts == ["snapshot-revert", "snapshot-revert", "resume", "resume"]
+    acts = [c[0] for c in fake.calls if c[0] not in ("snapshot-list", "list")]
+    assert acts == ["destroy", "prepare-tap", "prepare-tap", "snapshot-revert", "snapshot-revert",
+                    "attach-tap", "attach-tap", "resume", "resume"]
+    assert ("destroy", "a") in fake.calls and ("destroy", "b") not in fake.calls
     assert all("--paused" in c for c in fake.calls if c[0] == "snapshot-revert")
 
 
