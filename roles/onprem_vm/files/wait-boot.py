@@ -10,6 +10,7 @@ prints which VMs stalled with their last console line and exits 1. Standard libr
 """
 import argparse
 import os
+import re
 import socket
 import sys
 import time
@@ -32,11 +33,15 @@ def console_size(path):
         return 0
 
 
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def last_console_line(path, limit=4096):
     try:
         with open(path, "rb") as log:
             log.seek(max(0, console_size(path) - limit))
-            lines = [ln.strip() for ln in log.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+            text = ANSI.sub("", log.read().decode("utf-8", "replace").replace("\r", "\n"))
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     except OSError:
         return "(no console log)"
     return lines[-1][-120:] if lines else "(console empty)"

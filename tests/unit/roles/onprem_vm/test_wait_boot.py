@@ -106,3 +106,9 @@ def test_progress_lines_name_each_vm(guest, tmp_path, monkeypatch):
     monkeypatch.setattr(wait_boot.time, "monotonic", lambda: next(clock))
     assert wait_boot.main(["--stall", "40", "--progress", str(progress), "a:%d:%s" % (guest.port, serial)]) == 1
     assert "a=booting: systemd[1]: Starting zfs-load-module" in progress.read_text()
+
+
+def test_console_lines_are_shown_without_terminal_escapes(tmp_path):
+    serial = tmp_path / "serial.log"
+    serial.write_bytes(b"\x1b[0;32m  OK  \x1b[0m] Reached target\r\x1b[K[ \x1b[0;31m*\x1b[0m] Job networking.service\n")
+    assert wait_boot.last_console_line(str(serial)) == "[ *] Job networking.service"
