@@ -66,6 +66,14 @@ options:
     description: Host variable with a fixed VPN address (optional per host).
     type: str
     default: vpn_address
+  settings:
+    description:
+      - Daemon settings that reach tinc.conf and the host files, checked strictly and returned as RV(_value.settings)
+        - C(port) (1-65535), C(mtu) (576-65535), C(compression) (0-11), C(mode) (router, switch, hub),
+        C(address_family) (ipv4, ipv6, any), C(network) (1-15 of C([A-Za-z0-9_])).
+      - Host names, data centers (C([A-Za-z0-9][A-Za-z0-9_.-]*)) and addresses (an IP address or a DNS name) are
+        always checked, so no value can carry a newline into every member's files.
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -99,12 +107,17 @@ _value:
         Per inventory name - C(name), C(tinc_name) (only C([A-Za-z0-9_])), C(dc), C(address), C(vpn_address),
         C(hub) (bool) and C(connect_to) (tinc names).
       type: dict
+    settings:
+      description: The O(settings) given, checked (numbers as integers).
+      type: dict
     revoked:
       description:
         - Per host given in O(manifests), the tinc names its manifest lists that are no longer members
           (the host files to remove there); names not made of C([A-Za-z0-9_]) are never listed.
       type: dict
 """
+
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
@@ -113,6 +126,7 @@ from ansible_collections.smc.backend.plugins.module_utils.tinc_topology import (
     plan,
     previous_addresses,
     revoked,
+    validate_settings,
 )
 
 
@@ -124,8 +138,12 @@ def _int(value):
 
 
 def tinc_plan(members, hostvars, subnet, hubs=None, hubs_per_dc=2, max_connect=3, leaf_hubs=2, previous=None,
-              manifests=None, dc_var="dc", address_var="private_ip", vpn_address_var="vpn_address"):
+              manifests=None, dc_var="dc", address_var="private_ip", vpn_address_var="vpn_address", settings=None):
     """Build the node list from host variables and return :func:`tinc_topology.plan`."""
+    if settings is not None and not isinstance(settings, Mapping):
+        raise AnsibleFilterError(f"tinc_plan: settings must be a mapping, got {settings!r}")
+    if hubs is not None and (isinstance(hubs, (str, Mapping)) or not isinstance(hubs, (list, tuple))):
+        raise AnsibleFilterError(f"tinc_plan: hubs must be a list of host names, got {hubs!r}")
     if not isinstance(members, (list, tuple)) or not all(isinstance(m, str) for m in members):
         raise AnsibleFilterError(f"tinc_plan: the input must be a list of host names, got {members!r}")
     nodes = []
@@ -139,11 +157,16 @@ def tinc_plan(members, hostvars, subnet, hubs=None, hubs_per_dc=2, max_connect=3
             "address": hv.get(address_var),
             "vpn_address": hv.get(vpn_address_var),
         })
+    for key, value in (("manifests", manifests), ("previous", previous)):
+        if value is not None and not isinstance(value, Mapping):
+            raise AnsibleFilterError(f"tinc_plan: {key} must be a mapping of host name to text, got {value!r}")
     remembered = previous_addresses(dict(manifests or {}))
     remembered.update(previous or {})
     try:
+        checked = validate_settings(dict(settings or {}))
         result = plan(nodes, subnet, hubs=list(hubs or []), k=_int(max_connect), leaf_hubs=_int(leaf_hubs),
                       hubs_per_dc=_int(hubs_per_dc), previous=remembered)
+        result["settings"] = checked
     except TincTopologyError as exc:
         raise AnsibleFilterError("tinc VPN: " + "; ".join(exc.errors)) from None
     result["revoked"] = revoked(dict(manifests or {}), members)

@@ -36,6 +36,8 @@ from collections import deque
 
 __all__ = [
     "TincTopologyError",
+    "address_error",
+    "validate_settings",
     "tinc_name",
     "natural_key",
     "validate_nodes",
@@ -54,6 +56,20 @@ __all__ = [
 ]
 
 _TINC_NAME_BAD = re.compile(r"[^A-Za-z0-9_]")
+# Values that end up in tinc.conf, host files and the manifest: strict, so a newline, a quote or a space
+# can never add a directive (``Subnet = 0.0.0.0/0``) to every member's files.
+_HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}\Z")
+_DC_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+_DNS_RE = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_NETWORK_RE = re.compile(r"[A-Za-z0-9_]{1,15}\Z")
+SETTINGS = {
+    "port": ("an integer from 1 to 65535", lambda v: _whole(v) and 1 <= v <= 65535),
+    "mtu": ("an integer from 576 to 65535", lambda v: _whole(v) and 576 <= v <= 65535),
+    "compression": ("an integer from 0 to 11", lambda v: _whole(v) and 0 <= v <= 11),
+    "mode": ("router, switch or hub", lambda v: v in ("router", "switch", "hub")),
+    "address_family": ("ipv4, ipv6 or any", lambda v: v in ("ipv4", "ipv6", "any")),
+    "network": ("1-15 letters, digits or '_'", lambda v: isinstance(v, str) and bool(_NETWORK_RE.match(v))),
+}
 
 
 class TincTopologyError(ValueError):
@@ -67,6 +83,46 @@ class TincTopologyError(ValueError):
 def tinc_name(name):
     """The tinc node name for an inventory name: tinc allows only ``[A-Za-z0-9_]``."""
     return _TINC_NAME_BAD.sub("_", str(name))
+
+
+def _whole(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def address_error(value):
+    """Why ``value`` cannot be the address other hosts reach a node at (an IP address or a DNS name), or None."""
+    if not isinstance(value, str):
+        return f"{value!r} is not an IP address or a host name"
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    if _DNS_RE.match(value):
+        return None
+    return f"{value!r} is not an IP address or a DNS name (letters, digits, '-' and '.', no spaces or newlines)"
+
+
+def validate_settings(settings):
+    """Check the daemon settings that reach tinc.conf and host files (``port``, ``mtu``, ``compression``,
+    ``mode``, ``address_family``, ``network``; None means not given). Returns the given ones; raises
+    :class:`TincTopologyError` listing every bad one."""
+    errors, out = [], {}
+    for key, value in sorted(settings.items()):
+        if value is None:
+            continue
+        if key not in SETTINGS:
+            errors.append(f"unknown setting {key}: use {', '.join(sorted(SETTINGS))}")
+            continue
+        rule, ok = SETTINGS[key]
+        if isinstance(value, str) and value.isdigit() and key in ("port", "mtu", "compression"):
+            value = int(value)
+        if not ok(value):
+            errors.append(f"{key} {value!r} must be {rule}")
+        out[key] = value
+    if errors:
+        raise TincTopologyError(errors)
+    return out
 
 
 def natural_key(text):
@@ -120,6 +176,10 @@ def validate_nodes(nodes, subnet, hubs=None, k=3, leaf_hubs=2, hubs_per_dc=2):
         if not name:
             errors.append(f"a node has no name: {node!r}")
             continue
+        if not isinstance(name, str) or not _HOST_RE.match(name):
+            errors.append(f"host name {name!r} must be 1-253 letters, digits, '_', '.' or '-', starting with a letter "
+                          "or digit (it is written into every member's files)")
+            continue
         if name in seen_names:
             errors.append(f"host {name} is listed twice")
             continue
@@ -128,10 +188,16 @@ def validate_nodes(nodes, subnet, hubs=None, k=3, leaf_hubs=2, hubs_per_dc=2):
         if tname in seen_tinc:
             errors.append(f"hosts {seen_tinc[tname]} and {name} map to the same tinc name {tname}")
         seen_tinc[tname] = name
-        if not node.get("dc"):
+        dc = node.get("dc")
+        if not dc:
             errors.append(f"host {name} has no data center (dc)")
+        elif not isinstance(dc, str) or not _DC_RE.match(dc):
+            errors.append(f"host {name}: dc {dc!r} must be 1-63 letters, digits, '_', '.' or '-', starting with a "
+                          "letter or digit")
         if not node.get("address"):
             errors.append(f"host {name} has no reachable address (set its private address host variable)")
+        elif address_error(node["address"]):
+            errors.append(f"host {name}: address {address_error(node['address'])}")
         vpn = node.get("vpn_address")
         if vpn in (None, ""):
             continue
@@ -152,7 +218,9 @@ def validate_nodes(nodes, subnet, hubs=None, k=3, leaf_hubs=2, hubs_per_dc=2):
             seen_vpn[addr] = name
 
     for hub in hubs or ():
-        if hub not in seen_names:
+        if not isinstance(hub, str) or not _HOST_RE.match(hub):
+            errors.append(f"hub {hub!r} is not a host name")
+        elif hub not in seen_names:
             errors.append(f"hub {hub} is not a member of the VPN (not in the inventory group or excluded)")
     if net is not None and len(seen_names) > _usable(net)[1]:
         errors.append(f"VPN subnet {net} has {_usable(net)[1]} addresses for {len(seen_names)} hosts")

@@ -11,8 +11,13 @@ description:
   - Writes every file of O(files) below O(path) whose content differs (atomically, with its mode) and
     removes the files named in O(absent); one module run instead of one per file, which matters with
     1,000 host files per node.
-  - Paths are relative, must stay below O(path), and host files must be named C(hosts/NAME) with a
-    tinc node name (C([A-Za-z0-9_]+)).
+  - Paths are relative and must be one of the network directory's own files (C(tinc.conf), C(tinc-up),
+    C(tinc-down), C(host-up), C(host-down), C(subnet-up), C(subnet-down), C(.smc-managed)) or a host file
+    C(hosts/NAME) with a tinc node name (C([A-Za-z0-9_]+)). The private key C(rsa_key.priv) is never
+    written, removed, read or shown; content holding a private key is refused.
+  - Never follows a symbolic link - a link at O(path), C(hosts/) or any file named is an error - and every
+    line of C(tinc.conf) and host files must be a comment, C(Variable = value) or part of a public key
+    (so a value with a newline cannot smuggle in a directive).
   - Never touches a file that is neither in O(files) nor in O(absent).
 author: smc.backend developers (@smc-backend)
 attributes:
@@ -37,7 +42,8 @@ options:
     elements: str
     default: []
   mode:
-    description: Mode of the other files.
+    description: Mode of the other files; owner read-write, at most C(0755) (no write for group or others, no
+      setuid, setgid or sticky bit).
     type: str
     default: "0644"
   absent:
@@ -77,30 +83,90 @@ removed_files:
 
 import os
 import re
+import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-_HOST_FILE = re.compile(r"^hosts/[A-Za-z0-9_]+$")
-_TOP_FILE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_HOST_FILE = re.compile(r"hosts/[A-Za-z0-9_]{1,255}\Z")
+# The top-level files of a network directory this module may write or remove; never the key pair.
+TOP_FILES = frozenset(["tinc.conf", "tinc-up", "tinc-down", "host-up", "host-down", "subnet-up", "subnet-down",
+                       ".smc-managed"])
+PRIVATE_KEY = "rsa_key.priv"
+_MODE_RE = re.compile(r"0?[0-7]{3}\Z")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONFIG_LINE = re.compile(r"(\s*|#.*|[A-Za-z][A-Za-z0-9]*\s*=\s*\S.*|-----(BEGIN|END) [A-Z ]+-----|[A-Za-z0-9+/=]+)\Z")
 
 
 def check_relpath(rel):
     """Error text for a relative path the module refuses, else None."""
     if not isinstance(rel, str) or rel.startswith("/") or ".." in rel.split("/"):
         return f"{rel!r} is not a relative path below the network directory"
+    if rel == PRIVATE_KEY or rel.endswith("/" + PRIVATE_KEY):
+        return f"{rel!r} is the private key: this module never writes, removes or shows it"
     if rel.startswith("hosts/"):
         return None if _HOST_FILE.match(rel) else f"{rel!r} is not hosts/<tinc node name>"
-    return None if _TOP_FILE.match(rel) else f"{rel!r} is not a plain file name"
+    return None if rel in TOP_FILES else f"{rel!r} is not one of the network directory's files ({', '.join(sorted(TOP_FILES))}, hosts/<name>)"
+
+
+def check_content(rel, text):
+    """Error text for content the module refuses to write (it never quotes the content), else None."""
+    if "PRIVATE KEY" in text:
+        return f"{rel}: the content holds a private key; only public keys go into these files"
+    if _CONTROL_RE.search(text):
+        return f"{rel}: the content has control characters (only newlines and tabs are allowed)"
+    if rel == "tinc.conf" or rel.startswith("hosts/"):
+        for number, line in enumerate(text.split("\n"), 1):
+            if not _CONFIG_LINE.match(line):
+                return f"{rel}: line {number} is not a comment, 'Variable = value' or part of a public key"
+    return None
+
+
+def parse_mode(text):
+    """An octal mode string -> int, or None unless it is sane: owner read-write, no write for group or
+    others, no setuid, setgid or sticky bit (at most 0755)."""
+    if not isinstance(text, str) or not _MODE_RE.match(text):
+        return None
+    mode = int(text, 8)
+    return mode if mode & ~0o755 == 0 and mode & 0o600 == 0o600 else None
+
+
+class LinkError(ValueError):
+    """A path of the network directory is a symbolic link or not a regular file."""
+
+
+def check_base(base):
+    """Error text when the network directory (or its hosts/ directory) is a link or not a directory."""
+    if not isinstance(base, str) or not base.startswith("/") or "/../" in base + "/" or re.search(r"[\x00-\x1f\x7f]", base):
+        return f"path {base!r} must be an absolute path without '..' parts or control characters"
+    for path in (base, os.path.join(base, "hosts")):
+        if os.path.islink(path):
+            return f"{path} is a symbolic link: this module does not follow links; make it a directory"
+        if os.path.lexists(path) and not os.path.isdir(path):
+            return f"{path} exists and is not a directory"
+    return None
 
 
 def read_text(path):
-    """Current content, or None when the file is missing."""
+    """Current content, or None when the file is missing; never follows a symbolic link."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if os.path.islink(path):
+            raise LinkError(f"{path} is a symbolic link: this module does not follow links; remove it") from None
+        raise LinkError(f"{path} cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise LinkError(f"{path} is not a regular file")
+        return f.read()
+
+
+def shown(path):
+    """A file's text for the diff; a private key found where none belongs is never shown."""
+    text = read_text(path) or ""
+    return "(content not shown: it holds a private key)\n" if "PRIVATE KEY" in text else text
 
 
 def plan_changes(base, files, absent, modes):
@@ -109,9 +175,15 @@ def plan_changes(base, files, absent, modes):
     for rel in sorted(files):
         full = os.path.join(base, rel)
         current = read_text(full)
-        if current is None or current != files[rel] or (os.stat(full).st_mode & 0o7777) != modes[rel]:
+        if current is None or current != files[rel] or (os.lstat(full).st_mode & 0o7777) != modes[rel]:
             to_write.append(rel)
-    to_remove = [rel for rel in sorted(set(absent) - set(files)) if os.path.lexists(os.path.join(base, rel))]
+    to_remove = []
+    for rel in sorted(set(absent) - set(files)):
+        full = os.path.join(base, rel)
+        if os.path.islink(full):
+            raise LinkError(f"{full} is a symbolic link: this module does not follow or remove links")
+        if os.path.lexists(full):
+            to_remove.append(rel)
     return to_write, to_remove
 
 
@@ -130,6 +202,23 @@ def write_atomic(base, rel, content, mode):
         raise
 
 
+def check_params(params):
+    """(errors, files, modes) from the module's parameters; nothing is read from disk."""
+    files = {k: "" if v is None else str(v) for k, v in params["files"].items()}
+    mode = parse_mode(params["mode"])
+    errors = [] if mode is not None else [
+        f"mode {params['mode']!r} is not a sane octal mode: owner read-write, no write for group or others, no "
+        "setuid/setgid/sticky bit (e.g. 0644, 0640, 0600)"]
+    errors += [e for e in (check_relpath(r) for r in list(files) + params["absent"] + params["executables"]) if e]
+    errors += [e for e in (check_content(r, t) for r, t in sorted(files.items()) if not check_relpath(r)) if e]
+    errors += [f"{r!r} is in executables but not in files" for r in params["executables"] if r not in files]
+    err = check_base(params["path"])
+    if err:
+        errors.insert(0, err)
+    modes = {rel: 0o755 if rel in params["executables"] else mode for rel in files}
+    return errors, files, modes
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -142,27 +231,21 @@ def main():
         supports_check_mode=True,
     )
     base = module.params["path"]
-    files = {k: "" if v is None else str(v) for k, v in module.params["files"].items()}
-    absent = module.params["absent"]
-    try:
-        mode = int(module.params["mode"], 8)
-    except ValueError:
-        module.fail_json(msg=f"mode {module.params['mode']!r} is not an octal mode")
-    errors = [e for e in (check_relpath(r) for r in list(files) + absent) if e]
-    errors += [f"{r!r} is in executables but not in files" for r in module.params["executables"] if r not in files]
+    errors, files, modes = check_params(module.params)
     if errors:
-        module.fail_json(msg="; ".join(errors))
-    modes = {rel: 0o755 if rel in module.params["executables"] else mode for rel in files}
-
-    to_write, to_remove = plan_changes(base, files, absent, modes)
+        module.fail_json(msg="; ".join(errors) + ". Nothing was changed.")
+    try:
+        to_write, to_remove = plan_changes(base, files, module.params["absent"], modes)
+    except LinkError as exc:
+        module.fail_json(msg=f"{exc}. Nothing was changed.")
     result = dict(changed=bool(to_write or to_remove), changed_files=to_write, removed_files=to_remove)
     if module._diff:
         result["diff"] = [
             dict(before_header=os.path.join(base, rel), after_header=os.path.join(base, rel),
-                 before=read_text(os.path.join(base, rel)) or "", after=files[rel])
+                 before=shown(os.path.join(base, rel)), after=files[rel])
             for rel in to_write
         ] + [dict(before_header=os.path.join(base, rel), after_header="(absent)",
-                  before=read_text(os.path.join(base, rel)) or "", after="") for rel in to_remove]
+                  before=shown(os.path.join(base, rel)), after="") for rel in to_remove]
     if module.check_mode:
         module.exit_json(**result)
     for rel in to_write:
