@@ -30,8 +30,8 @@ PERIODS = ("frequent", "hourly", "daily", "weekly", "monthly", "yearly")
 DEFAULT_POLICY = {"frequent": 4, "hourly": 24, "daily": 7, "weekly": 4, "monthly": 3, "yearly": 0,
                   "frequent_minutes": 15}
 _STAMP = "%Y-%m-%dT%H:%M:%SZ"
-_PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9.-]{0,31}$")
-_STAMP_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z$")
+_PREFIX_RE = re.compile(r"[A-Za-z][A-Za-z0-9.-]{0,31}\Z")
+_STAMP_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z\Z")
 
 Snapshot = namedtuple("Snapshot", "name userrefs")
 Snapshot.__new__.__defaults__ = (0,)
@@ -68,9 +68,13 @@ def parse_name(prefix, name):
     if not m:
         return None
     year, month, day, hour, minute, second = (int(g) for g in m.groups())
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 60):
+    # Year 0 (or any year before 1970) is not a time we took: unparsed, kept and reported, never a crash.
+    if not (1970 <= year and 1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 60):
         return None
-    if day > calendar.monthrange(year, month)[1]:
+    try:
+        if day > calendar.monthrange(year, month)[1]:
+            return None
+    except (ValueError, OverflowError):
         return None
     return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
 
@@ -122,6 +126,11 @@ def plan(snapshots, policy, now, prefix="smc", needed=()):
     keep, foreign, ours = {}, [], []
     for snap in snapshots:
         snap = Snapshot(*snap)
+        if not isinstance(snap.name, str):
+            foreign.append(str(snap.name))
+            continue
+        if not isinstance(snap.userrefs, int) or isinstance(snap.userrefs, bool):
+            snap = snap._replace(userrefs=1)  # an unreadable hold count counts as held: kept
         if not snap.name.startswith(prefix + "_"):
             foreign.append(snap.name)
             continue

@@ -15,7 +15,7 @@ __all__ = ["ZedletError", "wanted_links", "plan"]
 
 SYSLOG = "all-syslog.sh"
 CACHER = "history_event-zfs-list-cacher.sh"
-CLASS_RE = re.compile(r"^[a-z][a-z0-9_.]*$")
+CLASS_RE = re.compile(r"[a-z][a-z0-9_.]*\Z")
 
 
 class ZedletError(ValueError):

@@ -13,7 +13,7 @@ import shlex
 __all__ = ["ZfsError", "ZfsCli", "parse_rows", "parse_import", "to_bytes", "same_value", "quote_script"]
 
 _UNITS = {"": 0, "B": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTPE]?)(?:i?B)?$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGTPE]?)(?:i?B)?\Z", re.IGNORECASE)
 _SIZE_PROPS = {"quota", "refquota", "reservation", "refreservation", "recordsize", "volsize", "special_small_blocks"}
 _ALIASES = {("acltype", "posixacl"): "posix", ("acltype", "noacl"): "off", ("xattr", "sa"): "on"}
 
