@@ -20,7 +20,7 @@ options:
   hosts:
     description:
       - The storage hosts, usually built from the inventory group C(storage).
-      - Each item has C(name) and C(dc), optional C(weight) (default 1, relative capacity) and C(state)
+      - Each item has C(name) and C(dc), optional C(weight) (default 1, relative capacity, at most 100) and C(state)
         (C(up), C(down) or C(draining); default C(up)).
     type: list
     elements: dict
@@ -204,14 +204,28 @@ def parse_projects(text):
     return ids
 
 
-def parse_previous(text):
-    """A deployed placement from JSON: this module's file format or a bare {project: [hosts]}."""
-    data = json.loads(text) if text.strip() else {}
-    if isinstance(data, dict) and isinstance(data.get("placement"), dict):
+def parse_previous(text, path="previous_path"):
+    """A deployed placement from JSON: this module's file format or a bare {project: [hosts]}. Every
+    error names the file and the key."""
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise PlacementError("previous_path %s is not JSON (%s); fix or remove the file" % (path, exc))
+    if isinstance(data, dict) and "placement" in data:
         data = data["placement"]
+        if not isinstance(data, dict):
+            raise PlacementError("previous_path %s: key 'placement' must be an object of project id to host list, "
+                                 "got %s" % (path, type(data).__name__))
     if not isinstance(data, dict):
-        raise PlacementError("previous_path: expected a JSON object of project id to host list")
-    return dict((pid, tuple(hosts)) for pid, hosts in data.items())
+        raise PlacementError("previous_path %s: expected a JSON object of project id to host list, got %s"
+                             % (path, type(data).__name__))
+    out = {}
+    for pid, hosts in data.items():
+        if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+            raise PlacementError("previous_path %s: key %s must be a list of host names, got %s"
+                                 % (path, json.dumps(pid), json.dumps(hosts)[:200]))
+        out[pid] = tuple(hosts)
+    return out
 
 
 def render(placement, replicas_per_dc):
@@ -263,14 +277,17 @@ def compute(params, read_file):
         if text is None:
             raise PlacementError("projects_file: %s does not exist; give an existing file of project ids"
                                  % params["projects_file"])
-        projects = parse_projects(text)
+        try:
+            projects = parse_projects(text)
+        except json.JSONDecodeError as exc:
+            raise PlacementError("projects_file %s is not valid JSON (%s)" % (params["projects_file"], exc))
     if projects is None:
         raise PlacementError("projects: give projects or projects_file")
     previous, found = {}, False
     if params.get("previous_path"):
         text = read_file(params["previous_path"])
         if text is not None:
-            previous, found = parse_previous(text), True
+            previous, found = parse_previous(text, params["previous_path"]), True
     hosts = params["hosts"]
     replicas = params["replicas_per_dc"]
     new = place(hosts, projects, replicas_per_dc=replicas, allow_degraded=params["allow_degraded"],
