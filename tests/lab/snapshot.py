@@ -6,6 +6,9 @@
                                 wait until each answers on SSH
     snapshot.py list            the snapshots each VM has
     snapshot.py has NAME        exit 0 when every VM has NAME
+    snapshot.py save NAME --if-missing --unless-path /etc/smc
+                                save only when some VM lacks NAME and no VM has the path (lab_up saves
+                                'blank' this way: also on a re-run that finishes a boot an earlier run began)
 
 The VMs, their SSH ports, taps and key come from the lab inventory (inventory/lab/hosts.yml, written by
 tests/lab/lab_up.yml). All VMs are paused while they are saved and resumed at once after a revert, so the
@@ -17,6 +20,7 @@ import argparse
 import concurrent.futures
 import glob
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -132,6 +136,23 @@ def ssh_banner(port):
         return False
 
 
+def ssh_cmd(port, key):
+    return ["ssh", "-i", key, "-p", str(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20",
+            "-o", "ControlMaster=no", "root@127.0.0.1"]
+
+
+def hosts_with_path(hosts, key, path):
+    """The VMs on which PATH exists (asked over SSH, all at once)."""
+    def has(vm):
+        proc = subprocess.run(ssh_cmd(hosts[vm]["port"], key) + ["test -e " + shlex.quote(path)],
+                              capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode not in (0, 1):
+            raise LabError("cannot ask %s whether %s exists: %s" % (vm, path, proc.stderr.strip()))
+        return proc.returncode == 0
+    return sorted(vm for vm, found in on_all(has, sorted(hosts)).items() if found)
+
+
 def set_clock(port, key, deadline):
     """Wait for SSH, then set the guest's clock to ours; returns seconds until it answered."""
     start = time.monotonic()
@@ -139,10 +160,7 @@ def set_clock(port, key, deadline):
         if time.monotonic() > deadline:
             raise LabError("127.0.0.1:%d gives no SSH banner after the revert" % port)
         time.sleep(1)
-    cmd = ["ssh", "-i", key, "-p", str(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-           "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20",
-           "-o", "ControlMaster=no", "root@127.0.0.1"]
-    proc = subprocess.run(cmd + ["date -u -s @%.3f >/dev/null" % time.time()], capture_output=True, text=True,
+    proc = subprocess.run(ssh_cmd(port, key) + ["date -u -s @%.3f >/dev/null" % time.time()], capture_output=True, text=True,
                           timeout=max(30, deadline - time.monotonic()), check=False)
     if proc.returncode != 0:
         raise LabError("setting the clock over SSH on port %d failed: %s" % (port, proc.stderr.strip()))
@@ -165,6 +183,8 @@ def main(argv=None):
     parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--inventory", default=os.path.join(ROOT, "inventory", "lab", "hosts.yml"))
     parser.add_argument("--timeout", type=int, default=300, help="seconds to wait for SSH after a revert")
+    parser.add_argument("--if-missing", action="store_true", help="save: only when some VM lacks NAME")
+    parser.add_argument("--unless-path", default="", help="save: not when any VM has this path")
     args = parser.parse_args(argv)
     if args.action != "list" and not args.name:
         parser.error("%s needs a snapshot NAME (blank or converged)" % args.action)
@@ -181,6 +201,14 @@ def main(argv=None):
         close_ssh_masters(control_dir)
         start = time.monotonic()
         if args.action == "save":
+            if args.if_missing and all(args.name in snapshots_of(vm) for vm in hosts):
+                print("lab snapshot %r already on every VM; kept" % args.name)
+                return 0
+            found = hosts_with_path(hosts, top["ansible_ssh_private_key_file"], args.unless_path) \
+                if args.unless_path else []
+            if found:
+                print("lab snapshot %r not saved: %s already on %s" % (args.name, args.unless_path, ", ".join(found)))
+                return 0
             save(hosts, args.name)
             print("lab snapshot %r saved on %d VMs in %.1f s" % (args.name, len(hosts), time.monotonic() - start))
             return 0

@@ -83,3 +83,17 @@ def test_a_save_replaces_an_old_snapshot_and_resumes_even_when_it_fails(monkeypa
     names = [(c[0], c[1]) for c in fake.calls if c[0] != "snapshot-list"]
     assert ("snapshot-delete", "a") in names and ("snapshot-delete", "b") not in names
     assert {("resume", "a"), ("resume", "b")} <= set(names)
+
+
+def test_blank_is_saved_only_while_no_vm_was_converged(monkeypatch, tmp_path, capsys):
+    inventory = rendered_inventory(tmp_path)
+    fake = FakeVirsh({"dc1-s1": [], "dc2-s1": []}, ["dc1-s1", "dc2-s1"])
+    monkeypatch.setattr(snapshot, "virsh", fake)
+    monkeypatch.setattr(snapshot, "close_ssh_masters", lambda _d: 0)
+    monkeypatch.setattr(snapshot, "hosts_with_path", lambda hosts, key, path: ["dc2-s1"])
+    assert snapshot.main(["save", "blank", "--if-missing", "--unless-path", "/etc/smc", "--inventory", inventory]) == 0
+    assert "not saved: /etc/smc already on dc2-s1" in capsys.readouterr().out
+    assert not [c for c in fake.calls if c[0] in ("suspend", "snapshot-create-as")]
+    monkeypatch.setattr(snapshot, "hosts_with_path", lambda hosts, key, path: [])
+    assert snapshot.main(["save", "blank", "--if-missing", "--unless-path", "/etc/smc", "--inventory", inventory]) == 0
+    assert [c[1] for c in fake.calls if c[0] == "snapshot-create-as"] == ["dc1-s1", "dc2-s1"]
