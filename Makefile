@@ -22,7 +22,7 @@ SCENARIOS ?= default tinc zfs
 LAB_VARS := $(if $(LAB_PORT_BASE),-e lab_ssh_port_base=$(LAB_PORT_BASE))
 SNAPSHOT := python tests/lab/snapshot.py
 
-.PHONY: help deps image lab lab-up lab-fresh lab-checks lab-down lab-status lab-reset lab-save site unit lint sanity molecule test bench build
+.PHONY: help deps image lab lab-up lab-fresh lab-checks lab-down lab-status lab-reset lab-save bench-lab site unit lint sanity molecule test bench build
 
 help:
 	@echo "make lab         install deps, build the image, boot the 6-VM lab, converge playbooks/site.yml"
@@ -82,6 +82,10 @@ lab-fresh: image
 
 bench: deps
 	@for b in benchmarks/*.py; do echo "== $$b"; python $$b || exit 1; done
+
+# The lab's own figures (converge, idempotent re-run against Ansible's linear strategy, reset).
+bench-lab: deps
+	python benchmarks/lab.py
 
 build: deps
 	ansible-galaxy collection build --force --output-path build/
