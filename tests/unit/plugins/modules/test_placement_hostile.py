@@ -5,8 +5,8 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.smc.backend.plugins.module_utils.placement import (MAX_WEIGHT, PlacementError, place,
-                                                                      validate_hosts)
+from ansible_collections.smc.backend.plugins.module_utils.placement import (
+    MAX_WEIGHT, PlacementError, place, validate_hosts)
 from ansible_collections.smc.backend.plugins.modules import placement as mod
 
 HOSTS = [{"name": "a1", "dc": "a"}, {"name": "a2", "dc": "a"}, {"name": "b1", "dc": "b"}, {"name": "b2", "dc": "b"}]

@@ -168,7 +168,9 @@ def test_probe_signatures_fails_closed_when_lsblk_fails():
 def test_active_members_by_disk_and_partition():
     members = zl.status_members(STATUS_TANK + "\n" + STATUS_TANK.replace("tank", "other").replace("d1", "d7")
                                 .replace("d2", "d8"))
-    real = lambda p: REAL.get(p, p)  # noqa: E731
+
+    def real(path):
+        return REAL.get(path, path)
     used = zl.in_use(["/dev/vdb", "/dev/vdb1", "/dev/disk/by-id/virtio-smc-d7-part1", "/dev/disk/by-id/virtio-smc-d7",
                       "/dev/vdz"], members, real)
     assert used == {"/dev/vdb": "tank", "/dev/vdb1": "tank", "/dev/disk/by-id/virtio-smc-d7-part1": "other",
