@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Save and restore the whole lab in seconds: libvirt internal snapshots (memory and every disk) of all VMs.
 
     snapshot.py save NAME       pause every lab VM, snapshot each, resume them together

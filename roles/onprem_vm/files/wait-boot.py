@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Wait until every VM answers on its forwarded SSH port, judging progress by its serial console.
 
     wait-boot.py [--stall S] [--timeout T] [--progress FILE] NAME:PORT:SERIAL_LOG ...

@@ -8,8 +8,8 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-SPEC = importlib.util.spec_from_file_location("wait_boot", os.path.join(ROOT, "roles", "onprem_vm", "files",
-                                                                         "wait-boot.py"))
+WAIT_BOOT = os.path.join(ROOT, "roles", "onprem_vm", "files", "wait-boot.py")
+SPEC = importlib.util.spec_from_file_location("wait_boot", WAIT_BOOT)
 wait_boot = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(wait_boot)
 
@@ -28,7 +28,7 @@ class FakeGuest:
     def serve(self):
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn = self.sock.accept()[0]
             except OSError:
                 return
             with conn:
