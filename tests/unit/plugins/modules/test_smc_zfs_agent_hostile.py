@@ -5,7 +5,6 @@ import json
 import subprocess
 from unittest import mock
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from test_smc_zfs_agent import load_agent, run_agent  # pylint: disable=import-error

@@ -18,7 +18,7 @@ TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x0
 HOSTILE_NAMES = st.one_of(
     st.sampled_from(["-f", "-o", "..", ".", "/", "tank/x", "tank\n", "tank\nx", "mirror", "mirror0", "raidz1",
                      "draid", "spare", "log", "cache", "c0d1", "1tank", "_t", "t\u00e9", "t a", "", "a" * 256]),
-    TEXT.map(lambda t: "-" + t), TEXT.map(lambda t: "t" + t + "\n"), TEXT.filter(lambda t: pool_name_error(t)))
+    TEXT.map(lambda t: "-" + t), TEXT.map(lambda t: "t" + t + "\n"), TEXT.filter(pool_name_error))
 DISK = "/dev/disk/by-id/virtio-smc-d3"
 REAL = {DISK: "/dev/vdd", DISK + "-part1": "/dev/vdd1", DISK + "-part3": "/dev/vdd3"}
 STATUS_P3 = ("  pool: live\n state: ONLINE\nconfig:\n\n\tNAME  STATE  READ WRITE CKSUM\n\tlive  ONLINE 0 0 0\n"
