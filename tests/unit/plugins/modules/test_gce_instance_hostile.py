@@ -1,18 +1,13 @@
 """gce_instance: hostile names, labels, sizes and scopes fail naming the field before any API call; metadata
 and startup_script never appear in results or messages; state=absent never deletes auto_delete data disks
 without confirm_delete_disks naming them; a failed create reports changed=false."""
-import contextlib
-import io
 import json
 
-import pytest
-from ansible.module_utils.testing import patch_module_args
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.smc.backend.plugins.module_utils import gce_instance_spec as spec
-from ansible_collections.smc.backend.plugins.module_utils.gce import GceBackend
 from ansible_collections.smc.backend.plugins.modules import gce_instance
-from gce_endpoint.testing import TOKEN, gce  # noqa: F401 # pylint: disable=unused-import
+from gce_endpoint.testing import gce  # noqa: F401 # pylint: disable=unused-import
 
 ZONE = "europe-west1-b"
 MUTATIONS = ("instances.insert", "instances.delete", "instances.setLabels", "instances.start", "instances.stop",
@@ -33,26 +28,12 @@ HOSTILE_NAMES = st.one_of(
 HOSTILE_SIZES = st.one_of(st.integers(max_value=9), st.integers(min_value=65537),
                           st.sampled_from([-1, 0, 2 ** 63, -2 ** 63, 10 ** 30]))
 
+# The module runner is test_gce_instance's fixture (same endpoint, token and fast backoff).
+from test_gce_instance import run  # noqa: E402,F401 # pylint: disable=import-error,unused-import,wrong-import-position
+
 
 def _mutations(gce_server):
     return {k: v for k, v in gce_server.state.stats()["by_method"].items() if k in MUTATIONS}
-
-
-@pytest.fixture
-def run(gce, monkeypatch):
-    """run(**args) -> the module's full JSON output."""
-    monkeypatch.setattr(GceBackend, "BACKOFF_BASE", 0.001)
-    monkeypatch.setattr(GceBackend, "POLL_INTERVAL", 0.01)
-
-    def _run(**args):
-        base = {"project": "p", "zone": ZONE, "name": "s1", "auth_kind": "accesstoken", "access_token": TOKEN,
-                "api_endpoint": gce.url, "wait_timeout": 10}
-        out = io.StringIO()
-        with patch_module_args(dict(base, **args)), contextlib.redirect_stdout(out):
-            with pytest.raises(SystemExit):
-                gce_instance.main()
-        return json.loads(out.getvalue())
-    return _run
 
 
 def _refused(gce_server, result, field):
