@@ -52,6 +52,7 @@ the project hashes themselves (sd 1 / sqrt(slots per host)); see benchmarks/plac
 
 import hashlib
 import math
+import re
 import sys
 from array import array
 from bisect import bisect_left
@@ -99,6 +100,9 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+_HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
 def validate_hosts(hosts):
     """Check and normalise ``hosts``; return a list of ``(name, dc, weight, state)``."""
     if isinstance(hosts, (str, bytes)) or not hasattr(hosts, "__iter__"):
@@ -113,6 +117,9 @@ def validate_hosts(hosts):
         name = host.get("name")
         if not isinstance(name, str) or not name:
             raise PlacementError("%s.name: missing or empty; give every host a unique name" % where)
+        if not _HOST_RE.match(name):
+            raise PlacementError("%s.name: %r is not a host name: use 1-64 letters, digits, '_', '.' or '-', "
+                                 "starting with a letter or digit (it names the host's plan file)" % (where, name))
         where = "%s (%s)" % (where, name)
         if name in seen:
             raise PlacementError("%s.name: duplicate host name %r (also hosts[%d]); host names must be unique"

@@ -65,6 +65,18 @@ options:
     description: At most this many moves in RV(moves.list) and in the diff; the counts are always complete.
     type: int
     default: 200
+  addresses:
+    description:
+      - Host name to the address its peers replicate to (its VPN address). With O(plans_dir), every host that
+        holds a copy must have one.
+    type: dict
+    default: {}
+  plans_dir:
+    description:
+      - Write one plan per host here, C(<host>.json), the only input of that host's agent (who holds each of its
+        projects, the current primary, the epoch, the ring's layout). Files of hosts that hold nothing are
+        written too (an empty plan), so a host that lost its share learns it.
+    type: path
 attributes:
   check_mode:
     support: full
@@ -152,6 +164,17 @@ moves:
   sample: {"slots_moved": 1, "projects_changed": 1, "primary_changes": 0, "added_projects": 0,
            "removed_projects": 0, "per_host": {"st-b2": {"in": 0, "out": 1}, "st-b3": {"in": 1, "out": 0}},
            "list": [{"project": "p2", "from": "st-b2", "to": "st-b3"}]}
+pending_moves:
+  description:
+    - Projects whose current primary is not the ring's choice (a ring change keeps the current primary serving
+      until the ring's choice is seeded and a switchover moves it). At most O(max_moves_listed) listed.
+  returned: success
+  type: dict
+  sample: {"count": 1, "list": [{"project": "p2", "from": "st-a1", "to": "st-a3"}]}
+plans:
+  description: Host to the plan file written for it (or that would be, in check mode).
+  returned: when O(plans_dir) is set
+  type: dict
 previous_found:
   description: Whether O(previous_path) existed.
   returned: success
@@ -167,10 +190,12 @@ import os
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.smc.backend.plugins.module_utils.host_plan import (
+    UnsafeChange, host_plans, render_plan, settle)
 from ansible_collections.smc.backend.plugins.module_utils.placement import (
-    PlacementError, diff_placements, host_roles, load_report, place)
+    PlacementError, diff_placements, load_report, place)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 ARGUMENT_SPEC = dict(
     hosts=dict(type="list", elements="dict", required=True),
@@ -183,6 +208,8 @@ ARGUMENT_SPEC = dict(
     dest=dict(type="path"),
     return_placement=dict(type="bool", default=True),
     max_moves_listed=dict(type="int", default=200),
+    addresses=dict(type="dict", default={}),
+    plans_dir=dict(type="path"),
 )
 
 
@@ -228,14 +255,46 @@ def parse_previous(text, path="previous_path"):
     return out
 
 
-def render(placement, replicas_per_dc):
-    """The file this module writes: stable JSON (sorted keys), one project a line."""
-    lines = ['{"format": %d, "replicas_per_dc": %d, "placement": {' % (FORMAT_VERSION, replicas_per_dc)]
+def parse_current(text, path="previous_path"):
+    """The ``current`` part of this module's file: {project: {primary, epoch, extra}} where it differs from the
+    ring. Every error names the file and the key."""
+    data = json.loads(text) if text.strip() else {}
+    current = data.get("current", {}) if isinstance(data, dict) else {}
+    if not isinstance(current, dict):
+        raise PlacementError("previous_path %s: key 'current' must be an object" % path)
+    for pid, state in current.items():
+        ok = isinstance(state, dict) and set(state) <= {"primary", "epoch", "extra"} \
+            and isinstance(state.get("primary", ""), str) \
+            and isinstance(state.get("epoch", 1), int) and not isinstance(state.get("epoch", 1), bool) \
+            and state.get("epoch", 1) >= 1 \
+            and isinstance(state.get("extra", []), list) and all(isinstance(h, str) for h in state.get("extra", []))
+        if not ok:
+            raise PlacementError("previous_path %s: current.%s must be {primary: host, epoch: int >= 1, extra: "
+                                 "[hosts]}, got %s" % (path, json.dumps(pid), json.dumps(state)[:200]))
+    return current
+
+
+def render(placement, replicas_per_dc, current=None):
+    """The file this module writes: stable JSON (sorted keys), one project a line; ``current`` holds the
+    projects whose primary, epoch or copies differ from the ring."""
+    lines = ['{"format": %d, "replicas_per_dc": %d, "current": %s, "placement": {'
+             % (FORMAT_VERSION, replicas_per_dc, json.dumps(current or {}, sort_keys=True))]
     items = sorted(placement.items())
     for i, (pid, hosts) in enumerate(items):
         lines.append("  %s: %s%s" % (json.dumps(pid), json.dumps(list(hosts)), "," if i + 1 < len(items) else ""))
     lines.append("}}")
     return "\n".join(lines) + "\n"
+
+
+def roles_by_host(ring, current):
+    """Host to the projects it is primary for now and those it holds a replica of (a copy that is not primary)."""
+    out = {}
+    for pid, hosts in ring.items():
+        state = current.get(pid) or {}
+        primary = state.get("primary") or hosts[0]
+        for host in dict.fromkeys([primary] + list(hosts) + list(state.get("extra") or [])):
+            out.setdefault(host, {"primary": [], "replica": []})["primary" if host == primary else "replica"].append(pid)
+    return out
 
 
 def summarize_moves(diff, limit):
@@ -283,11 +342,12 @@ def compute(params, read_file):
             raise PlacementError("projects_file %s is not valid JSON (%s)" % (params["projects_file"], exc))
     if projects is None:
         raise PlacementError("projects: give projects or projects_file")
-    previous, found = {}, False
+    previous, prev_current, found = {}, {}, False
     if params.get("previous_path"):
         text = read_file(params["previous_path"])
         if text is not None:
             previous, found = parse_previous(text, params["previous_path"]), True
+            prev_current = parse_current(text, params["previous_path"])
     hosts = params["hosts"]
     replicas = params["replicas_per_dc"]
     new = place(hosts, projects, replicas_per_dc=replicas, allow_degraded=params["allow_degraded"],
@@ -296,10 +356,27 @@ def compute(params, read_file):
     diff = diff_placements(previous, new, host_dc)
     report = load_report(new, hosts)
     moves = summarize_moves(diff, params["max_moves_listed"])
-    result = {"report": report, "moves": moves, "previous_found": found}
+    eligible = set(h.get("name") for h in hosts if (h.get("state") or "up") != "down")
+    ring = dict((pid, list(hosts_of)) for pid, hosts_of in new.items())
+    try:
+        current, pending = settle(ring, dict((k, list(v)) for k, v in previous.items()), prev_current, eligible)
+    except UnsafeChange as exc:
+        raise PlacementError(str(exc))
+    result = {"report": report, "moves": moves, "previous_found": found,
+              "pending_moves": {"count": len(pending), "list": pending[:max(0, params["max_moves_listed"])]}}
     if params["return_placement"]:
-        result["placement"] = dict((pid, list(hosts_of)) for pid, hosts_of in new.items())
-        result["per_host"] = host_roles(new)
+        result["placement"] = ring
+        result["per_host"] = roles_by_host(ring, current)
+    result["plan_texts"] = {}
+    if params.get("plans_dir"):
+        holders = roles_by_host(ring, current)
+        missing = sorted(h for h in holders if h not in params["addresses"])
+        if missing:
+            raise PlacementError("addresses: no address for %s (each host holding a copy needs the address its "
+                                 "peers replicate to, e.g. its VPN address)" % ", ".join(missing[:10]))
+        names = sorted(set(params["addresses"]) | set(h.get("name") for h in hosts))
+        plans = host_plans(ring, current, dict((h, params["addresses"].get(h, "")) for h in names))
+        result["plan_texts"] = dict((h, render_plan(plan)) for h, plan in plans.items() if h in params["addresses"])
     before_report = load_report(previous, [dict(h, state=h.get("state") or "up") for h in hosts]) \
         if found else {"hosts": {}}
     result["diff"] = {
@@ -308,7 +385,7 @@ def compute(params, read_file):
         "before_header": params.get("previous_path") or "(no previous placement)",
         "after_header": params.get("dest") or "(new placement)",
     }
-    return result, render(new, replicas)
+    return result, render(new, replicas, current)
 
 
 def _read(path):
@@ -316,6 +393,13 @@ def _read(path):
         return None
     with open(path, "r", encoding="utf-8") as handle:
         return handle.read()
+
+
+def _write(module, path, text):
+    fd, tmp = tempfile.mkstemp(prefix=".placement.", dir=os.path.dirname(os.path.abspath(path)))
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    module.atomic_move(tmp, path)
 
 
 def main():
@@ -331,11 +415,18 @@ def main():
         result["dest"] = dest
         changed = _read(dest) != text
         if changed and not module.check_mode:
-            directory = os.path.dirname(os.path.abspath(dest))
-            fd, tmp = tempfile.mkstemp(prefix=".placement.", dir=directory)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            module.atomic_move(tmp, dest)
+            _write(module, dest, text)
+    texts = result.pop("plan_texts")
+    if module.params.get("plans_dir"):
+        result["plans"] = {}
+        for host, text in sorted(texts.items()):
+            path = os.path.join(module.params["plans_dir"], "%s.json" % host)
+            result["plans"][host] = path
+            if _read(path) != text:
+                changed = True
+                if not module.check_mode:
+                    os.makedirs(module.params["plans_dir"], exist_ok=True)
+                    _write(module, path, text)
     if not module._diff:
         result.pop("diff")
     module.exit_json(changed=changed, **result)

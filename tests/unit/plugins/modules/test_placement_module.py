@@ -50,7 +50,7 @@ def test_first_run_then_same_run_is_unchanged():
     assert result["moves"]["added_projects"] == 60
     assert result["moves"]["slots_moved"] == 0
     data = json.loads(text)
-    assert data["format"] == 1 and data["replicas_per_dc"] == 2
+    assert data["format"] == 2 and data["replicas_per_dc"] == 2
     again, text2 = mod.compute(params(previous_path="/prev"), reader({"/prev": text}))
     assert text2 == text
     assert again["previous_found"] is True
