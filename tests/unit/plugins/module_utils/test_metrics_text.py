@@ -350,8 +350,8 @@ def test_pool_health_is_a_state_set_with_exactly_one_state(health, state):
 
 
 def test_pool_without_a_size_has_no_ratio_and_bad_input_is_named():
-    assert "smc_pool_capacity_ratio" not in m.render(m.pool_metrics({"t": {"health": "ONLINE", "size_bytes": 0,
-                                                                            "allocated_bytes": 0}}))
+    empty = {"t": {"health": "ONLINE", "size_bytes": 0, "allocated_bytes": 0}}
+    assert "smc_pool_capacity_ratio" not in m.render(m.pool_metrics(empty))
     with pytest.raises(m.MetricsError, match=r"pools\['t'\].size_bytes"):
         m.pool_metrics({"t": {"size_bytes": "1G"}})
     with pytest.raises(m.MetricsError, match="unknown keys cap"):
