@@ -367,7 +367,7 @@ def validate(p):
                           % (where, klass, ", ".join(sorted(classes)) or "(none)"))
             continue
         merged = dict(BASE_LIMITS)
-        merged.update({k: v for k, v in classes[klass].items()})
+        merged.update(classes[klass])
         merged.update(limits_properties(where + ".limits", entry.get("limits") or {}, errors))
         merged = {k: v for k, v in merged.items() if v is not None}
         for key, value in list(merged.items()):  # BASE_LIMITS are given as plain values: normalize them

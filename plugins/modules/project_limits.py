@@ -11,7 +11,7 @@ description:
     C(<parent>-<user>.slice) below one parent slice C(<parent>.slice), with the project's CPU, memory, task and
     IO limits from its class and its own overrides. One call converges any number of projects.
   - The parent slice keeps a reserve for the host (sshd, tinc, etcd, the storage agent, all in C(system.slice)) -
-    C(MemoryMax) is the host's memory less O(reserve.memory), and its C(CPUWeight) and C(IOWeight) are below
+    C(MemoryMax) is the host's memory less the C(memory) of O(reserve), and its C(CPUWeight) and C(IOWeight) are below
     C(system.slice)'s 100, so under contention the host's own services get their share.
   - Reads everything first (C(/sys/fs/cgroup/cgroup.controllers), C(/proc/meminfo), C(/etc/passwd),
     C(/etc/group), its own unit files, the slices' C(cgroup.events), the homes) and checks every input; a bad
@@ -233,13 +233,8 @@ ARGUMENT_SPEC = dict(
 
 
 def read_text(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8")
-    except FileNotFoundError:
-        return None
-    except UnicodeDecodeError:
-        raise pl.LimitsError("%s is not UTF-8 text; it is left as it is and nothing was changed" % path) from None
+    """The file's text, None when missing; a file that is not UTF-8 stops the call (StateError)."""
+    return ss._read_text(path)
 
 
 class Host:

@@ -36,8 +36,8 @@ class FakeHost:
                 f.write("%s:x:%s:\n" % (args[-1], opt["--gid"]))
         elif args[0] == "useradd":
             with open(self.root / "passwd", "a", encoding="utf-8") as f:
-                f.write("%s:x:%s:%s:%s:%s:%s\n" % (args[-1], opt["--uid"], opt["--gid"], opt["--comment"],
-                                                  opt["--home-dir"], opt["--shell"]))
+                fields = (args[-1], opt["--uid"], opt["--gid"], opt["--comment"], opt["--home-dir"], opt["--shell"])
+                f.write("%s:x:%s:%s:%s:%s:%s\n" % fields)
         return 0, "", ""
 
 
@@ -94,8 +94,8 @@ def test_argument_spec_matches_documentation():
 
 
 def test_one_call_converges_every_project_then_nothing_to_do(host):
-    res = run(host, primary=["demo-a", UUID], projects=[{"id": "demo-b", "class": "member"},
-                                                         {"id": "demo-c", "role": "replica"}])
+    res = run(host, primary=["demo-a", UUID],
+              projects=[{"id": "demo-b", "class": "member"}, {"id": "demo-c", "role": "replica"}])
     assert res["changed"] and res["summary"] == {
         "projects": 3, "users_created": 3, "slices_created": 4, "slices_updated": 0, "slices_unchanged": 0,
         "slices_removed": 0, "slices_kept": 0, "live_changed": 0, "homes_chowned": 3 if os.geteuid() == 0 else 0}

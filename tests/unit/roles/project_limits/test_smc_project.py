@@ -43,11 +43,12 @@ class Exec:
         self.calls.append((file, list(argv), dict(env), os.getcwd()))
 
 
-def main(config, *argv):
+def main(config, *argv, groups=None):
     execvpe = Exec()
     cwd = os.getcwd()
     try:
-        smc_project.main(["--config", config, "--lib", LIB] + list(argv), execvpe=execvpe)
+        smc_project.main(["--config", config, "--lib", LIB] + list(argv), execvpe=execvpe,
+                         setgroups=(groups if groups is not None else []).append)
     finally:
         os.chdir(cwd)
     return execvpe.calls
@@ -57,8 +58,10 @@ def test_run_in_the_foreground_is_a_scope_of_the_project_slice(config, monkeypat
     monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/agent")
     monkeypatch.setenv("LANG", "C.UTF-8")
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    ((file, argv, env, cwd),) = main(config, "run", "demo-a", "--", "sh", "-c", "echo hi")
+    groups = []
+    ((file, argv, env, cwd),) = main(config, "run", "demo-a", "--", "sh", "-c", "echo hi", groups=groups)
     uid = pl.derive_uid("demo-a")
+    assert groups == [[uid]]  # root's supplementary groups are dropped before the scope starts
     assert file == "systemd-run" and argv == [
         "systemd-run", "--quiet", "--slice=smc_projects-pdemo_a.slice", "--uid=%d" % uid, "--gid=%d" % uid, "--scope",
         "--", "sh", "-c", "echo hi"]
@@ -74,7 +77,15 @@ def test_background_is_a_transient_service_in_the_home(config, capsys):
     argv = out["argv"]
     assert "--scope" not in argv and "--collect" in argv and argv[-3:] == ["--", "--weird", "arg"]
     assert "--working-directory=%s" % os.path.join(os.path.dirname(config), "demo-a") in argv
-    assert [a for a in argv if a.startswith("--unit=smc-project-pdemo_a-")]
+    assert [a for a in argv if a.startswith("--unit=smc-project-pdemo_a-") and a.endswith(".service")]
+
+
+def test_background_prints_its_unit(config, capsys, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    groups = []
+    ((_file, argv, _env, _cwd),) = main(config, "run", "--background", "demo-a", "--", "sleep", "60", groups=groups)
+    unit = capsys.readouterr().out.strip()
+    assert "--unit=" + unit in argv and groups == []
 
 
 def test_stop_info_and_list(config, capsys, monkeypatch):
@@ -124,7 +135,8 @@ def test_hostile_ids_run_nothing(pid):
     execvpe = Exec()
     try:
         with pytest.raises(SystemExit):
-            smc_project.main(["--config", path, "--lib", LIB, "run", pid, "--", "true"], execvpe=execvpe)
+            smc_project.main(["--config", path, "--lib", LIB, "run", pid, "--", "true"], execvpe=execvpe,
+                             setgroups=execvpe)
     finally:
         os.unlink(path)
     assert execvpe.calls == []
