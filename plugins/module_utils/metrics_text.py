@@ -93,7 +93,7 @@ class Family:
             raise MetricsError("%s: two samples with the labels %r" % (self.name, labels))
         self._seen.add(key)
         format_value(value, self.name)
-        if self.kind == "counter" and (value < 0 or value != value):
+        if self.kind == "counter" and (value < 0 or math.isnan(value)):
             raise MetricsError("%s: a counter cannot be negative or NaN, got %r" % (self.name, value))
         self.samples.append((key, value))
         return self
