@@ -1,7 +1,8 @@
-"""Fair resources on dc1-s1 (scenario limits, issue 15): projects A (demo-a) and B (the host's first placed
-primary), limited by role project_limits in converge.yml. Each test starts its load through smc-project (so as
-the project's user, inside its slice), measures through the slices' cgroup files, and kills what it started
-with cgroup.kill. The measured figures are printed and written to limits-measured.json (README).
+"""Fair resources on dc2-s2 (scenario limits, issue 15): projects A and B, the first two projects (by id) whose
+current primary is dc2-s2 in its /etc/smc/plan.json (mounted and writable there), limited by role project_limits
+in converge.yml. Each test starts its load through smc-project (so as the project's user, inside its slice),
+measures through the slices' cgroup files, and kills what it started with cgroup.kill. The measured figures are
+printed and written to limits-measured.json (README).
 
 Bounds: TasksMax 64 for A (raised live from 48 in converge), MemoryMax 128M for A, CPUWeight 100:300; B's
 4 KiB write + fsync under A's IO hog: p90 <= SMC_LIMITS_IO_P90_S (2 s), max <= SMC_LIMITS_IO_MAX_S (5 s) on
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-testinfra_hosts = ["ansible://dc1-s1"]
+testinfra_hosts = ["ansible://dc2-s2"]
 
 DIR = "/var/tmp/smc-limits"
 CONVERGE = "/var/tmp/smc-limits-converge.json"
