@@ -15,7 +15,7 @@ the current primary, the epoch and any leaving copies. The agent reads nothing e
 
 import json
 
-__all__ = ["UnsafeChange", "PlanError", "settle", "host_plans", "render_plan", "parse_plan", "targets"]
+__all__ = ["UnsafeChange", "PlanError", "settle", "switch", "host_plans", "render_plan", "parse_plan", "targets"]
 
 FORMAT = 1
 
@@ -68,6 +68,34 @@ def settle(ring, previous_ring, previous_current, eligible):
                            "Bring a host holding the data back up, or restore the previous inventory: %s"
                            % (len(unsafe), "; ".join(unsafe[:20])))
     return current, moves
+
+
+def switch(ring, current, pid, to):
+    """A planned switchover of ``pid`` to ``to`` (a host holding a copy): returns (new current, summary). The
+    old primary stays a copy (an extra one when the ring does not want it); the epoch goes up by one."""
+    if pid not in ring:
+        raise PlanError("switchover.project: %r is not a placed project" % (pid,))
+    state = dict(current.get(pid) or {})
+    primary, copies = _copies(ring[pid], state)
+    if to not in copies:
+        raise PlanError("switchover.to: %s holds no copy of %s (copies: %s); a switchover only moves the primary "
+                        "to an existing copy" % (to, pid, ", ".join(copies)))
+    epoch = state.get("epoch", 1)
+    summary = {"project": pid, "from": primary, "to": to, "epoch_before": epoch,
+               "epoch": epoch + 1 if to != primary else epoch}
+    if to == primary:
+        return current, summary
+    extra = [h for h in state.get("extra") or [] if h != to]
+    if primary not in ring[pid] and primary not in extra:
+        extra.append(primary)
+    state = {"epoch": epoch + 1}
+    if to != ring[pid][0]:
+        state["primary"] = to
+    if extra:
+        state["extra"] = extra
+    out = dict(current)
+    out[pid] = state
+    return out, summary
 
 
 def _copies(hosts, state):

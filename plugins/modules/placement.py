@@ -32,7 +32,7 @@ options:
   projects_file:
     description:
       - File with the project ids on the controller, one id a line (blank lines and C(#) comments ignored),
-        or JSON (a list of ids, or an object with a C(projects) list).
+        or JSON (a list of ids, an object with a C(projects) list, or a placement file this module wrote).
     type: path
   replicas_per_dc:
     description: Replicas of every project in each data center.
@@ -68,9 +68,24 @@ options:
   addresses:
     description:
       - Host name to the address its peers replicate to (its VPN address). With O(plans_dir), every host that
-        holds a copy must have one.
+        holds a copy must have one; when empty, the addresses of the plans already in O(plans_dir) are kept.
     type: dict
     default: {}
+  switchover:
+    description:
+      - Move the primary of one project to a host holding a copy of it (C(project), C(to)); the epoch goes up by
+        one. Run it after the old primary is fenced and the new one caught up (C(playbooks/switchover.yml) does
+        the whole sequence); this option only records the new primary and rewrites the plans.
+    type: dict
+    suboptions:
+      project:
+        description: The project id.
+        type: str
+        required: true
+      to:
+        description: The host that becomes primary.
+        type: str
+        required: true
   plans_dir:
     description:
       - Write one plan per host here, C(<host>.json), the only input of that host's agent (who holds each of its
@@ -171,6 +186,10 @@ pending_moves:
   returned: success
   type: dict
   sample: {"count": 1, "list": [{"project": "p2", "from": "st-a1", "to": "st-a3"}]}
+switchover:
+  description: The switchover recorded (C(project), C(from), C(to), C(epoch_before), C(epoch)).
+  returned: when O(switchover) is set
+  type: dict
 plans:
   description: Host to the plan file written for it (or that would be, in check mode).
   returned: when O(plans_dir) is set
@@ -191,7 +210,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.smc.backend.plugins.module_utils.host_plan import (
-    UnsafeChange, host_plans, render_plan, settle)
+    PlanError, UnsafeChange, host_plans, parse_plan, render_plan, settle, switch)
 from ansible_collections.smc.backend.plugins.module_utils.placement import (
     PlacementError, diff_placements, load_report, place)
 
@@ -210,6 +229,8 @@ ARGUMENT_SPEC = dict(
     max_moves_listed=dict(type="int", default=200),
     addresses=dict(type="dict", default={}),
     plans_dir=dict(type="path"),
+    switchover=dict(type="dict", options=dict(project=dict(type="str", required=True),
+                                              to=dict(type="str", required=True))),
 )
 
 
@@ -218,7 +239,9 @@ def parse_projects(text):
     stripped = text.strip()
     if stripped.startswith("[") or stripped.startswith("{"):
         data = json.loads(stripped)
-        if isinstance(data, dict):
+        if isinstance(data, dict) and isinstance(data.get("placement"), dict):
+            data = sorted(data["placement"])  # this module's own file: its projects
+        elif isinstance(data, dict):
             data = data.get("projects")
         if not isinstance(data, list):
             raise PlacementError("projects_file: JSON must be a list of ids or an object with a 'projects' list")
@@ -284,6 +307,21 @@ def render(placement, replicas_per_dc, current=None):
         lines.append("  %s: %s%s" % (json.dumps(pid), json.dumps(list(hosts)), "," if i + 1 < len(items) else ""))
     lines.append("}}")
     return "\n".join(lines) + "\n"
+
+
+def addresses_from_plans(plans_dir, hosts, read_file):
+    """The addresses recorded in the plans written last time (so a switchover keeps them without the VPN
+    role's facts)."""
+    for host in hosts:
+        text = read_file(os.path.join(plans_dir, "%s.json" % host.get("name")))
+        if text:
+            try:
+                plan = parse_plan(text, os.path.join(plans_dir, "%s.json" % host.get("name")))
+            except PlanError as exc:
+                raise PlacementError(str(exc))
+            return dict(zip(plan["hosts"], plan["addresses"]))
+    raise PlacementError("addresses: not given and no plan in %s to take them from; run deploy_placement.yml "
+                         "(site.yml) first" % plans_dir)
 
 
 def roles_by_host(ring, current):
@@ -362,12 +400,24 @@ def compute(params, read_file):
         current, pending = settle(ring, dict((k, list(v)) for k, v in previous.items()), prev_current, eligible)
     except UnsafeChange as exc:
         raise PlacementError(str(exc))
+    if params.get("switchover"):
+        try:
+            current, summary = switch(ring, current, params["switchover"]["project"], params["switchover"]["to"])
+        except PlanError as exc:
+            raise PlacementError(str(exc))
+        pending = [m for m in pending if m["project"] != summary["project"]]
+        if summary["to"] != ring[summary["project"]][0]:
+            pending.append({"project": summary["project"], "from": summary["to"], "to": ring[summary["project"]][0]})
     result = {"report": report, "moves": moves, "previous_found": found,
               "pending_moves": {"count": len(pending), "list": pending[:max(0, params["max_moves_listed"])]}}
+    if params.get("switchover"):
+        result["switchover"] = summary
     if params["return_placement"]:
         result["placement"] = ring
         result["per_host"] = roles_by_host(ring, current)
     result["plan_texts"] = {}
+    if params.get("plans_dir") and not params.get("addresses"):
+        params = dict(params, addresses=addresses_from_plans(params["plans_dir"], hosts, read_file))
     if params.get("plans_dir"):
         holders = roles_by_host(ring, current)
         missing = sorted(h for h in holders if h not in params["addresses"])

@@ -70,6 +70,14 @@ options:
     type: list
     elements: str
     default: []
+  create_replicas:
+    description:
+      - Create the datasets of O(replica) ids that do not exist yet (empty, read-only).
+      - Turn off when the storage agent seeds replicas by replication, as role C(zfs_storage) does. Its receiver
+        never receives a full stream over an existing dataset, so a replica must first appear by its seed.
+        Missing ones are then listed in RV(awaiting_seed); existing ones are still kept read-only.
+    type: bool
+    default: true
   quota:
     description: Default quota of every project; omit to leave quotas alone.
     type: str
@@ -156,6 +164,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+awaiting_seed:
+  description: Replica datasets not created because replication seeds them (O(create_replicas=false)).
+  returned: always
+  type: list
+  elements: str
 created:
   description: Datasets created (at most 100 listed; see RV(counts)).
   returned: always
@@ -222,6 +235,7 @@ ARGUMENT_SPEC = dict(
     projects=dict(type="list", elements="dict", default=[], options=PROJECT_SPEC),
     primary=dict(type="list", elements="str", default=[]),
     replica=dict(type="list", elements="str", default=[]),
+    create_replicas=dict(type="bool", default=True),
     quota=dict(type="str"),
     refquota=dict(type="str"),
     properties=dict(type="dict", default={}),
@@ -495,6 +509,12 @@ def run_module():
         work.ensure_parent(parent, p["parent_properties"])
         rows = cli.list(parent, keys or ["readonly"], depth=1)
         creates, updates, unmanaged = plan(parent, rows, desired)
+        awaiting = []
+        if not p["create_replicas"]:
+            seeded = set("%s/%s" % (parent, pid) for pid in p["replica"])
+            awaiting = sorted(n for n in creates if n in seeded)
+            for name in awaiting:
+                del creates[name]
         existing = {r["name"] for r in rows}
         quarantined = work.quarantine(parent, qparent, p["remove"], existing)
         unmanaged = [n for n in unmanaged if n not in quarantined]
@@ -515,8 +535,10 @@ def run_module():
         created=sorted(creates)[:LIST_MAX],
         updated={n: {k: w for k, (_have, w) in d.items()} for n, d in sorted(updates.items())[:LIST_MAX]},
         quarantined=quarantined, destroyed=destroyed, unmanaged=unmanaged[:LIST_MAX], method=method,
+        awaiting_seed=awaiting[:LIST_MAX],
         counts=dict(projects=len(desired), existing=len(rows) - 1 if rows else 0, created=len(creates),
                     updated=len(updates), quarantined=len(quarantined), destroyed=len(destroyed),
+                    awaiting_seed=len(awaiting),
                     unmanaged=len(unmanaged), commands=cli.commands),
         diff=dict(before=before, after=after),
     )

@@ -65,3 +65,21 @@ def test_plans_round_trip_and_stay_small():
 def test_bad_plans_name_the_file_and_key(text, key):
     with pytest.raises(hp.PlanError, match="plan.json.*%s" % key.replace('"', '.')):
         hp.parse_plan(text, "plan.json")
+
+
+def test_switchover_raises_the_epoch_and_keeps_the_old_copy():
+    ring = {"p": ["a1", "a2", "b1"]}
+    current, summary = hp.switch(ring, {}, "p", "a2")
+    assert current == {"p": {"primary": "a2", "epoch": 2}}
+    assert summary == {"project": "p", "from": "a1", "to": "a2", "epoch_before": 1, "epoch": 2}
+    back, summary = hp.switch(ring, current, "p", "a1")
+    assert back == {"p": {"epoch": 3}} and summary["from"] == "a2"
+    # a re-run of the ring keeps the switched primary
+    assert hp.settle(ring, ring, current, set(HOSTS))[0] == current
+
+
+def test_switchover_only_to_a_copy():
+    with pytest.raises(hp.PlanError, match="switchover.to: b2 holds no copy"):
+        hp.switch({"p": ["a1", "b1"]}, {}, "p", "b2")
+    with pytest.raises(hp.PlanError, match="switchover.project"):
+        hp.switch({"p": ["a1", "b1"]}, {}, "q", "b1")

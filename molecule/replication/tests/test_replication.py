@@ -1,0 +1,331 @@
+"""Replication on the lab: known bytes written on a primary reach all five replicas byte for byte with the
+same snapshot GUIDs; a cut-off send resumes; a replica written to is quarantined, never overwritten; an offline
+replica catches up incrementally from its kept base after pruning; lower epochs and second receives are refused.
+
+Each test takes a project of its own from the plans (the converged lab seeded every placed project at
+converge), so the tests do not disturb each other; the scenario restores the converged lab when it ends.
+"""
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROOT = "tank/projects"
+AGENT = "/usr/local/sbin/smc-zfs-agent"
+LIB = "/usr/local/lib/smc-zfs-agent"
+USED = set()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_timer(lab):
+    """The tests run the agent themselves: stop the timer on every host (the restore at the end brings it back)."""
+    for host in lab.values():
+        host.run("systemctl stop smc-zfs-agent.timer; while systemctl is-active -q smc-zfs-agent.service; "
+                 "do sleep 1; done")
+
+
+def plan(host):
+    return json.loads(host.out("cat /etc/smc/plan.json"))
+
+
+def project_on(lab, primary):
+    """A placed project whose primary is ``primary`` and that no other test took: (id, [replica hosts])."""
+    p = plan(lab[primary])
+    names = p["hosts"]
+    for pid, entry in sorted(p["projects"].items()):
+        if names[entry["primary"]] == primary and pid not in USED:
+            USED.add(pid)
+            copies = [names[i] for i in entry["ring"]] + [names[i] for i in entry.get("extra", [])]
+            return pid, [h for h in dict.fromkeys(copies) if h != primary]
+    raise AssertionError("no unused project with primary %s" % primary)
+
+
+def agent(host, command, check=True):
+    rc, out, err = host.run("%s %s" % (AGENT, command), check=False)
+    if check and rc != 0:
+        raise AssertionError("%s: smc-zfs-agent %s rc=%d\n%s\n%s" % (host.name, command, rc, out[-3000:], err[-3000:]))
+    return json.loads(out) if out.strip().startswith("{") else {"rc": rc, "stderr": err}
+
+
+def newest_name(host, ds):
+    """The newest snapshot's short name (our names sort by UTC time)."""
+    return max(guids(host, ds)).split("@", 1)[1]
+
+
+def guids(host, ds):
+    out = host.out("zfs list -H -p -t snapshot -o name,guid -d 1 %s 2>/dev/null || true" % ds)
+    return dict(line.split("\t") for line in out.splitlines())
+
+
+def write_known(host, ds, name, mib):
+    """Random bytes into the primary's copy; returns their sha256 (computed on the host)."""
+    return host.out("set -e; mp=$(zfs get -H -o value mountpoint %s); head -c %dM /dev/urandom > \"$mp/%s\"; "
+                    "sha256sum \"$mp/%s\" | cut -d' ' -f1" % (ds, mib, name, name)).strip()
+
+
+def checksums(host, ds):
+    """{file: sha256} of a copy, mounting it read-only for the read when it is not mounted."""
+    out = host.out("""set -e
+ds=%s
+mp=$(zfs get -H -o value mountpoint "$ds")
+if [ "$(zfs get -H -o value mounted "$ds")" = no ]; then
+  zfs mount -o ro "$ds"; trap 'zfs unmount "$ds"' EXIT
+fi
+cd "$mp" && find . -maxdepth 1 -type f -name 'f-*' -exec sha256sum {} + | sort -k2
+""" % ds)
+    return dict((line.split()[1][2:], line.split()[0]) for line in out.splitlines())
+
+
+def snapshot_and_replicate(host):
+    agent(host, "snapshot")
+    return agent(host, "replicate")
+
+
+def test_every_placed_project_is_seeded_on_all_its_copies(lab):
+    """After converge: each project's newest snapshot GUID on its primary is on every copy (24 projects)."""
+    newest = {}
+    for name, host in lab.items():
+        for line in host.out("zfs list -H -p -t snapshot -o name,guid,createtxg -d 2 %s" % ROOT).splitlines():
+            snap, guid, txg = line.split("\t")
+            newest.setdefault(name, {}).setdefault(snap.split("@")[0], {})[guid] = int(txg)
+    p = plan(lab["dc1-s1"])
+    checked = 0
+    for name in lab:
+        for pid, entry in plan(lab[name])["projects"].items():
+            primary = p["hosts"][entry["primary"]]
+            if primary != name:
+                continue
+            ds = "%s/%s" % (ROOT, pid)
+            mine = newest[name].get(ds) or {}
+            assert mine, "primary %s has no snapshot of %s" % (name, pid)
+            top = max(mine, key=mine.get)
+            for replica in set(p["hosts"][i] for i in entry["ring"]) - {name}:
+                assert top in (newest.get(replica, {}).get(ds) or {}), "%s lacks %s@guid %s" % (replica, ds, top)
+                checked += 1
+    assert checked >= 24 * 5
+
+
+def test_known_bytes_reach_all_five_replicas_with_the_same_guids(lab):
+    pid, replicas = project_on(lab, "dc2-s2")
+    assert len(replicas) == 5
+    ds = "%s/%s" % (ROOT, pid)
+    primary = lab["dc2-s2"]
+    want = {"f-big": write_known(primary, ds, "f-big", 8), "f-small": write_known(primary, ds, "f-small", 1)}
+    report = snapshot_and_replicate(primary)["replication"]
+    assert report["failed"] == 0, report
+    assert set(report["peers"]) == set(replicas)  # one session per peer
+    src = guids(primary, ds)
+    for name in replicas:
+        assert guids(lab[name], ds) == src, name
+        assert checksums(lab[name], ds) == want, name
+        props = lab[name].out("zfs get -H -o value readonly,smc:role,smc:epoch %s" % ds).split()
+        assert props == ["on", "replica", "1"], (name, props)
+    # nothing new: no send and no SSH round trip
+    again = agent(primary, "replicate")["replication"]
+    assert again["peers"] == {} and again["idle"] > 0
+
+
+def test_a_send_killed_midway_resumes_from_its_token(lab):
+    pid, replicas = project_on(lab, "dc2-s1")
+    ds = "%s/%s" % (ROOT, pid)
+    primary, target = lab["dc2-s1"], lab[replicas[0]]
+    want = {"f-resume": write_known(primary, ds, "f-resume", 48)}
+    agent(primary, "snapshot")
+    sender = primary.popen("%s replicate" % AGENT)
+    deadline = time.time() + 120
+    while "zfs receive" not in target.out("ps -eo args | grep '[z]fs receive' || true"):
+        assert time.time() < deadline and sender.poll() is None, "the receive never started"
+        time.sleep(0.3)
+    time.sleep(1.5)
+    primary.run("pkill -KILL -f 'smc-zfs-agent replicate'; pkill -KILL -f 'zfs send' || true", check=False)
+    sender.wait()
+    deadline = time.time() + 60
+    while target.out("ps -eo args | grep '[z]fs receive' || true").strip():
+        assert time.time() < deadline
+        time.sleep(0.5)
+    token = target.out("zfs get -H -o value receive_resume_token %s" % ds).strip()
+    assert token not in ("", "-"), "the cut-off receive left no resume token"
+    report = agent(primary, "replicate")["replication"]
+    assert report["failed"] == 0, report
+    assert guids(target, ds) == guids(primary, ds)
+    assert checksums(target, ds) == want
+    assert target.out("zfs get -H -o value receive_resume_token %s" % ds).strip() == "-"
+
+
+def test_a_replica_written_to_is_quarantined_and_reseeded_never_overwritten(lab):
+    pid, replicas = project_on(lab, "dc3-s1")
+    ds = "%s/%s" % (ROOT, pid)
+    primary, rogue = lab["dc3-s1"], lab[replicas[-1]]
+    rogue_sum = rogue.out("""set -e
+zfs set readonly=off %(ds)s
+zfs mount %(ds)s 2>/dev/null || true
+mp=$(zfs get -H -o value mountpoint %(ds)s)
+echo "written on a replica" > "$mp/f-rogue"; sync; zpool sync tank
+sha256sum "$mp/f-rogue" | cut -d' ' -f1
+zfs unmount %(ds)s
+""" % {"ds": ds}).strip()
+    want = {"f-new": write_known(primary, ds, "f-new", 1)}
+    report = snapshot_and_replicate(primary)["replication"]
+    assert report["failed"] == 0, report
+    [moved] = [q for q in report["quarantined"] if q["dataset"] == ds]
+    assert moved["target"] == rogue.name and "written" in moved["reason"]
+    # the rogue write is kept aside, intact; the replica is a fresh, exact copy of the primary
+    kept = moved["renamed"]
+    assert re.fullmatch(r"tank/quarantine/%s-\d{8}T\d{6}Z" % re.escape(pid), kept)
+    assert rogue.out("zfs get -H -o value smc:role,smc:origin %s" % kept).split() == ["quarantined", ds]
+    assert checksums(rogue, kept).get("f-rogue") == rogue_sum
+    assert guids(rogue, ds) == guids(primary, ds)
+    assert checksums(rogue, ds) == dict(checksums(primary, ds), **want)
+
+
+def test_an_offline_replica_catches_up_incrementally_from_its_kept_base(lab):
+    pid, replicas = project_on(lab, "dc1-s2")
+    ds = "%s/%s" % (ROOT, pid)
+    primary, offline = lab["dc1-s2"], lab[replicas[0]]
+    base = guids(offline, ds)
+    keys = "/var/lib/smc-recv/.ssh/authorized_keys"
+    offline.run("mv %s %s.off" % (keys, keys))  # unreachable for replication (fails at once, unlike a cut link)
+    try:
+        start = (int(time.time()) // 86400 + 2) * 86400  # a bucket of its own, two days ahead
+        for cycle in range(6):  # six snapshot/replicate/prune cycles a minute apart: the middle ones are pruned
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + cycle * 60))
+            write_known(primary, ds, "f-cycle-%d" % cycle, 1)
+            agent(primary, "--now %s snapshot" % now)
+            agent(primary, "replicate", check=False)  # the offline target fails, the others get it
+            agent(primary, "--now %s prune" % now)
+        rec = json.loads(primary.out("%s status --json" % AGENT))["records"][ds][offline.name]
+        assert rec["consecutive_failures"] >= 6 and rec["last_error"]
+        held = primary.out("zfs list -H -t snapshot -o name -d 1 %s | xargs zfs holds -H | "
+                           "awk '$2 == \"smc-repl-%s\" {print $1}'" % (ds, offline.name))
+        assert held.strip(), "the offline target's base lost its hold"
+        taken = [n for n in guids(primary, ds) if n.split("@")[1] > max(base).split("@")[1]]
+        assert 2 <= len(taken) < 6, "expected the middle cycles pruned, kept %s" % taken
+    finally:
+        offline.run("mv %s.off %s" % (keys, keys))
+    report = agent(primary, "replicate")["replication"]
+    assert report["failed"] == 0, report
+    assert report["peers"][offline.name]["kinds"] == {"incremental": 1} and not report["quarantined"]
+    assert guids(offline, ds) == guids(primary, ds)
+    assert set(base.items()) & set(guids(offline, ds).items()), "the offline copy was replaced, not caught up"
+    assert checksums(offline, ds) == checksums(primary, ds)
+
+
+def session_script(target, body):
+    return """python3 - <<'EOF'
+import json, subprocess, sys
+sys.path.insert(0, "%s")
+import replication_wire as w
+ssh = ["ssh", "-i", "/etc/smc/repl/id_ed25519", "-o", "BatchMode=yes", "-o",
+       "UserKnownHostsFile=/etc/smc/repl/known_hosts", "-l", "smc-recv", "%s", "receive"]
+def open_session():
+    p = subprocess.Popen(ssh, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    w.write_message(p.stdin, {"op": "hello", "source": "test"})
+    assert w.read_message(p.stdout)["ok"]
+    return p
+%s
+EOF""" % (LIB, target, body)
+
+
+def address(lab, name):
+    p = plan(lab[name])
+    return p["addresses"][p["hosts"].index(name)]
+
+
+def test_a_stream_with_a_lower_epoch_is_refused(lab):
+    pid, replicas = project_on(lab, "dc2-s2")
+    ds = "%s/%s" % (ROOT, pid)
+    primary, target = lab["dc2-s2"], lab[replicas[0]]
+    before = guids(target, ds)
+    target.run("zfs set smc:epoch=7 %s" % ds)  # as if a newer primary (epoch 7) had written this history
+    write_known(primary, ds, "f-stale", 1)
+    agent(primary, "snapshot")
+    base, new = newest_name(target, ds), newest_name(primary, ds)
+    out = primary.out(session_script(address(lab, target.name), """
+p = open_session()
+send = subprocess.Popen(["zfs", "send", "-I", "%s@%s", "%s@%s"], stdout=subprocess.PIPE)
+w.write_message(p.stdin, {"op": "recv", "dataset": "%s", "epoch": 1, "kind": "incremental"})
+w.write_frames(p.stdin, send.stdout)
+print(json.dumps(w.read_message(p.stdout)))
+""" % (ds, base, ds, new, ds)))
+    answer = json.loads(out.strip().splitlines()[-1])
+    assert not answer["ok"] and "epoch 7" in answer["error"] and "epoch 1" in answer["error"]
+    assert guids(target, ds) == before
+    # the agent itself refuses to send to a copy with a newer epoch, and says so
+    report = agent(primary, "replicate", check=False)["replication"]
+    assert any("epoch 7" in e for e in report["peers"][target.name]["errors"]), report
+
+
+def test_two_receives_into_one_dataset_are_refused(lab):
+    pid, replicas = project_on(lab, "dc3-s2")
+    ds = "%s/%s" % (ROOT, pid)
+    primary, target = lab["dc3-s2"], lab[replicas[0]]
+    before = guids(target, ds)
+    write_known(primary, ds, "f-two", 4)
+    agent(primary, "snapshot")
+    base, newest = newest_name(target, ds), newest_name(primary, ds)
+    out = primary.out(session_script(address(lab, target.name), """
+first = open_session()
+send = subprocess.Popen(["zfs", "send", "-I", "%(ds)s@%(base)s", "%(ds)s@%(new)s"], stdout=subprocess.PIPE)
+w.write_message(first.stdin, {"op": "recv", "dataset": "%(ds)s", "epoch": 1, "kind": "incremental"})
+first.stdin.write(b"\\0\\0\\x10\\0" + send.stdout.read(4096)); first.stdin.flush()  # one frame, then stall
+import time; time.sleep(3)
+second = open_session()
+w.write_message(second.stdin, {"op": "recv", "dataset": "%(ds)s", "epoch": 1, "kind": "incremental"})
+w.write_frames(second.stdin, send.stdout)
+print(json.dumps(w.read_message(second.stdout)))
+first.kill()
+""" % {"ds": ds, "base": base, "new": newest}))
+    answer = json.loads(out.strip().splitlines()[-1])
+    assert not answer["ok"] and "busy" in answer["error"], answer
+    time.sleep(2)
+    report = agent(primary, "replicate")["replication"]  # the cut-off first receive resumes or restarts cleanly
+    assert report["failed"] == 0, report
+    assert guids(target, ds) == guids(primary, ds)
+
+
+def playbook(*args):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".collections"))
+    env.pop("ANSIBLE_INVENTORY", None)
+    p = subprocess.run(["ansible-playbook", "-i", os.path.join(REPO, "inventory/lab/hosts.yml")] + list(args),
+                       capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    assert p.returncode == 0, p.stdout[-5000:] + p.stderr[-3000:]
+    return p.stdout
+
+
+def test_switchover_there_and_back_keeps_every_write(lab):
+    pid, replicas = project_on(lab, "dc2-s2")
+    ds = "%s/%s" % (ROOT, pid)
+    old, new = lab["dc2-s2"], lab[replicas[0]]
+    want = {"f-before": write_known(old, ds, "f-before", 2)}
+    placement = os.path.join(REPO, "inventory/lab/placement.json")
+    with open(placement, encoding="utf-8") as f:
+        before = f.read()
+    out = playbook("--check", "playbooks/switchover.yml", "-e", "project=%s" % pid, "-e", "to=%s" % new.name)
+    assert "switchover of %s: dc2-s2 (epoch 1) -> %s (epoch 2)" % (pid, new.name) in out
+    with open(placement, encoding="utf-8") as f:
+        assert f.read() == before  # --check changed nothing
+    assert old.out("zfs get -H -o value readonly %s" % ds).strip() == "off"
+
+    playbook("playbooks/switchover.yml", "-e", "project=%s" % pid, "-e", "to=%s" % new.name)
+    assert new.out("zfs get -H -o value readonly,smc:epoch,smc:role %s" % ds).split() == ["off", "2", "primary"]
+    assert old.out("zfs get -H -o value readonly,smc:epoch %s" % ds).split() == ["on", "2"]
+    assert checksums(new, ds) == want  # the write made just before the switchover is there
+    want["f-after"] = write_known(new, ds, "f-after", 1)
+    report = snapshot_and_replicate(new)["replication"]
+    assert report["failed"] == 0, report
+    for name in [old.name] + replicas[1:]:
+        assert guids(lab[name], ds) == guids(new, ds), name
+    assert checksums(old, ds) == want
+
+    playbook("playbooks/switchover.yml", "-e", "project=%s" % pid, "-e", "to=dc2-s2")
+    assert old.out("zfs get -H -o value readonly,smc:epoch %s" % ds).split() == ["off", "3"]
+    assert checksums(old, ds) == want
+    snapshot_and_replicate(old)
+    for name in replicas:
+        assert guids(lab[name], ds) == guids(old, ds), name
+        assert lab[name].out("zfs get -H -o value readonly,smc:epoch %s" % ds).split() == ["on", "3"], name
