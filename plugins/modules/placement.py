@@ -68,7 +68,8 @@ options:
   addresses:
     description:
       - Host name to the address its peers replicate to (its VPN address). With O(plans_dir), every host that
-        holds a copy must have one; when empty, the addresses of the plans already in O(plans_dir) are kept.
+        holds a copy must have one; a host without one here (or with an empty one) keeps the address of the
+        plans already in O(plans_dir).
     type: dict
     default: {}
   switchover:
@@ -416,14 +417,20 @@ def compute(params, read_file):
         result["placement"] = ring
         result["per_host"] = roles_by_host(ring, current)
     result["plan_texts"] = {}
-    if params.get("plans_dir") and not params.get("addresses"):
-        params = dict(params, addresses=addresses_from_plans(params["plans_dir"], hosts, read_file))
+    if params.get("plans_dir") and not all(params.get("addresses", {}).get(h.get("name")) for h in hosts):
+        given = dict((k, v) for k, v in (params.get("addresses") or {}).items() if v)
+        try:
+            known = addresses_from_plans(params["plans_dir"], hosts, read_file)
+        except PlacementError:
+            known = {}
+        params = dict(params, addresses=dict(known, **given))
     if params.get("plans_dir"):
         holders = roles_by_host(ring, current)
         missing = sorted(h for h in holders if h not in params["addresses"])
         if missing:
             raise PlacementError("addresses: no address for %s (each host holding a copy needs the address its "
-                                 "peers replicate to, e.g. its VPN address)" % ", ".join(missing[:10]))
+                                 "peers replicate to: run the VPN role first, or set the host variable "
+                                 "zfs_storage_replication_address)" % ", ".join(missing[:10]))
         names = sorted(set(params["addresses"]) | set(h.get("name") for h in hosts))
         plans = host_plans(ring, current, dict((h, params["addresses"].get(h, "")) for h in names))
         result["plan_texts"] = dict((h, render_plan(plan)) for h, plan in plans.items() if h in params["addresses"])

@@ -6,6 +6,7 @@ ControlMaster each, with the lab inventory's address, port and key.
 """
 import os
 import shlex
+import shutil
 import subprocess
 
 import pytest
@@ -25,7 +26,7 @@ class Host:
 
     def run(self, script, check=True, timeout=600):
         """Run a shell script on the host; returns (rc, stdout, stderr)."""
-        p = subprocess.run(self.base + ["bash -s"], input=script, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(self.base + ["bash -s"], input=script, capture_output=True, text=True, timeout=timeout, check=False)
         if check and p.returncode != 0:
             raise AssertionError("%s: rc=%d\n--- script\n%s\n--- stdout\n%s\n--- stderr\n%s"
                                  % (self.name, p.returncode, script, p.stdout[-3000:], p.stderr[-3000:]))
@@ -59,3 +60,17 @@ def fixture_lab(tmp_path_factory):
                            control)
     assert len(hosts) == 6, sorted(hosts)
     return hosts
+
+
+@pytest.fixture(scope="session", autouse=True)
+def keep_controller_placement(tmp_path_factory):
+    """The scenario's switchover and ring change rewrite the controller's placement and plans; the lab's
+    restore at the end gives the hosts back their state, this gives the controller back its files."""
+    lab_dir = os.path.join(ROOT, "inventory", "lab")
+    saved = tmp_path_factory.mktemp("placement")
+    shutil.copy2(os.path.join(lab_dir, "placement.json"), saved / "placement.json")
+    shutil.copytree(os.path.join(lab_dir, "plans"), saved / "plans")
+    yield
+    shutil.copy2(saved / "placement.json", os.path.join(lab_dir, "placement.json"))
+    shutil.rmtree(os.path.join(lab_dir, "plans"))
+    shutil.copytree(saved / "plans", os.path.join(lab_dir, "plans"))

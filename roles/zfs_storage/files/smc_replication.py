@@ -35,6 +35,7 @@ import replication_wire as wire
 EPOCH_PROP = "smc:epoch"
 HOLD_PREFIX = "smc-repl-"
 PROTOCOL = 1
+CONCURRENT_RECEIVES = 8  # per session; more wait for the oldest to end
 CHILD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}\Z")
 
 
@@ -43,7 +44,7 @@ class ReplicationError(Exception):
 
 
 def run(args, check=True):
-    p = subprocess.run(args, capture_output=True, text=True)
+    p = subprocess.run(args, capture_output=True, text=True, check=False)
     if check and p.returncode != 0:
         raise ReplicationError("%s failed (rc=%d): %s" % (" ".join(args[:5]), p.returncode, p.stderr.strip()[:1000]))
     return p
@@ -145,6 +146,7 @@ class Receiver:
         self.roots = cfg["roots"]
         self.lock_dir = cfg["receive_lock_dir"]
         self.holds = []
+        self.pending = []  # this session's receives, answered at sync
         os.makedirs(self.lock_dir, exist_ok=True)
 
     def reply(self, **message):
@@ -160,11 +162,14 @@ class Receiver:
         raise ReplicationError("dataset %r is not a project dataset under %s" % (name, ", ".join(self.roots)))
 
     def serve(self):
-        handlers = {"hello": self.hello, "state": self.state, "recv": self.recv, "abort": self.abort,
-                    "quarantine": self.quarantine}
+        handlers = {"hello": self.hello, "state": self.state, "recv": self.recv, "sync": self.sync,
+                    "abort": self.abort, "quarantine": self.quarantine}
         try:
             return self._serve(handlers)
         finally:
+            for entry in self.pending:  # the sender went away: let the receives end (cut-off ones keep a token)
+                if "result" not in entry:
+                    self._finish(entry)
             self.flush_holds()
 
     def _serve(self, handlers):
@@ -206,6 +211,26 @@ class Receiver:
         wire.read_frames(self.inp, lambda data: None)
 
     def recv(self, message):
+        """Start one receive; its answer waits for ``sync``, so the streams of a session are received
+        concurrently (they share transaction groups) while the connection carries the next one."""
+        try:
+            entry = self._start(message)
+        except ReplicationError as exc:
+            entry = {"result": {"ok": False, "error": str(exc)}}
+        self.pending.append(entry)
+        running = [e for e in self.pending if "result" not in e]
+        if len(running) > CONCURRENT_RECEIVES:
+            self._finish(running[0])
+
+    def sync(self, message):
+        """One answer per receive of the session, in order."""
+        for entry in self.pending:
+            if "result" not in entry:
+                self._finish(entry)
+            self.reply(**entry["result"])
+        self.pending = []
+
+    def _start(self, message):
         try:
             ds = self.dataset(message.get("dataset"))
             epoch = message.get("epoch")
@@ -219,11 +244,12 @@ class Receiver:
             self._drain()
             raise ReplicationError("busy: another receive into %s is running; refused" % ds)
         try:
-            self._recv_locked(ds, epoch, message)
-        finally:
+            return self._start_locked(ds, epoch, message, fd)
+        except BaseException:
             os.close(fd)
+            raise
 
-    def _recv_locked(self, ds, epoch, message):
+    def _start_locked(self, ds, epoch, message, fd):
         have = props(ds, ["written", EPOCH_PROP])
         have_epoch = int(have[EPOCH_PROP]) if have and have[EPOCH_PROP].isdigit() else 0
         if have is not None and have_epoch > epoch:
@@ -259,27 +285,38 @@ class Receiver:
                 proc.stdin.write(data)
             except (BrokenPipeError, OSError):
                 broken.append(True)
+        entry = {"proc": proc, "fd": fd, "ds": ds, "message": message, "epoch": epoch, "have_epoch": have_epoch}
         try:
-            size = wire.read_frames(self.inp, sink)
-        except wire.WireError:
-            proc.stdin.close()
-            proc.wait()
-            raise
+            entry["size"] = wire.read_frames(self.inp, sink)
+        finally:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        return entry
+
+    def _finish(self, entry):
+        """Wait for one receive, release its lock, and keep its answer."""
+        proc, ds, message = entry["proc"], entry["ds"], entry["message"]
         try:
-            proc.stdin.close()
-        except OSError:
-            pass
-        err = proc.stderr.read().decode("utf-8", "replace")
-        if proc.wait() != 0:
-            raise ReplicationError("zfs receive %s failed: %s" % (ds, err.strip()[-800:]))
-        to, guid = message.get("to"), message.get("to_guid")
-        if kind == "resume" or not to:
-            latest = replication_plan.newest((listing(ds.rsplit("/", 1)[0], [ds]).get(ds) or {}).get("snapshots") or [])
-            to, guid = latest["name"], latest["guid"]
-            if epoch > have_epoch:
-                run(["zfs", "set", "%s=%d" % (EPOCH_PROP, epoch), ds])
-        self.holds.append(("%s@%s" % (ds, to), "%s@%s" % (ds, message["base"]) if message.get("base") else None))
-        self.reply(ok=True, bytes=size, snapshot=to, guid=guid)
+            err = proc.stderr.read().decode("utf-8", "replace")
+            if proc.wait() != 0:
+                entry["result"] = {"ok": False, "error": "zfs receive %s failed: %s" % (ds, err.strip()[-800:])}
+                return
+            to, guid = message.get("to"), message.get("to_guid")
+            if message.get("kind") == "resume" or not to:
+                listed = (listing(ds.rsplit("/", 1)[0], [ds]).get(ds) or {}).get("snapshots") or []
+                latest = replication_plan.newest(listed)
+                to, guid = latest["name"], latest["guid"]
+                if entry["epoch"] > entry["have_epoch"]:
+                    run(["zfs", "set", "%s=%d" % (EPOCH_PROP, entry["epoch"]), ds])
+            base = message.get("base")
+            self.holds.append(("%s@%s" % (ds, to), "%s@%s" % (ds, base) if base else None))
+            entry["result"] = {"ok": True, "bytes": entry["size"], "snapshot": to, "guid": guid}
+        except ReplicationError as exc:
+            entry["result"] = {"ok": False, "error": str(exc)}
+        finally:
+            os.close(entry["fd"])
 
     def flush_holds(self):
         """This session's holds in two commands: the new bases held for the sender, the old ones released."""
@@ -334,8 +371,8 @@ class Records:
 
     def update(self, ds, target, **values):
         with self.lock:
-            rec = self.data.setdefault(ds, {}).setdefault(target, {"bytes_total": 0, "errors_total": 0,
-                                                                    "consecutive_failures": 0})
+            fresh = {"bytes_total": 0, "errors_total": 0, "consecutive_failures": 0}
+            rec = self.data.setdefault(ds, {}).setdefault(target, fresh)
             rec.update(values)
             return rec
 
@@ -376,6 +413,20 @@ class Peer:
         if not answer.get("ok"):
             raise ReplicationError(answer.get("error") or "refused")
         answer["sent"] = sent
+        return answer
+
+    def send(self, stream, **message):
+        """A message and its stream, without waiting for the answer (see sync and reply)."""
+        wire.write_message(self.out, message)
+        return wire.write_frames(self.out, stream)
+
+    def sync(self):
+        wire.write_message(self.out, {"op": "sync"})
+
+    def reply(self):
+        answer = wire.read_message(self.inp)
+        if answer is None:
+            raise ReplicationError("connection to %s ended before every receive was answered" % self.target)
         return answer
 
     def close(self):
@@ -459,6 +510,9 @@ class Sender:
             t.join()
 
     def _peer(self, limit, target, address, items):
+        """One session: the target's state of every dataset, a decision each (quarantines and aborts at once),
+        then every stream back to back (the target receives them concurrently, sharing transaction groups),
+        then one reply per stream, in order."""
         summary = {"datasets": len(items), "sent": 0, "skipped": 0, "bytes": 0, "errors": [], "kinds": {}}
         self.report["peers"][target] = summary
         done = set()
@@ -467,12 +521,34 @@ class Sender:
             try:
                 peer = Peer(self.cfg, self.me, target, address)
                 state = peer.call(op="state", datasets=[ds for ds, _e, _s in items])["state"]
+                sends = []
                 for ds, epoch, src in items:
                     try:
-                        self._one(peer, ds, epoch, src, state.get(ds), summary)
+                        action = self._decide(peer, ds, epoch, src, state.get(ds), summary)
                     except ReplicationError as exc:
                         self._failed(ds, target, str(exc), summary)
+                        done.add(ds)
+                        continue
+                    if action is None:
+                        done.add(ds)
+                    else:
+                        sends.append((ds, epoch, src, action))
+                for ds, epoch, src, action in sends:
+                    self._stream(peer, ds, epoch, action, summary)
+                peer.sync()
+                for ds, epoch, src, action in sends:
+                    answer = peer.reply()
                     done.add(ds)
+                    if not answer.get("ok"):
+                        self._failed(ds, target, answer.get("error") or "refused", summary)
+                        continue
+                    got = [x for x in src["snapshots"] if x["guid"] == answer.get("guid")]
+                    if not got:
+                        self._failed(ds, target, "the target reports snapshot guid %s, not one of ours"
+                                     % answer.get("guid"), summary)
+                        continue
+                    summary["sent"] += 1
+                    self._confirmed(ds, target, got[0], answer.get("bytes") or 0)
             except (ReplicationError, OSError, wire.WireError) as exc:
                 for ds, _epoch, _src in items:
                     if ds not in done:
@@ -489,7 +565,9 @@ class Sender:
                             consecutive_failures=rec.get("consecutive_failures", 0) + 1)
         summary["errors"].append("%s: %s" % (ds, error[:300]))
 
-    def _one(self, peer, ds, epoch, src, have, summary):
+    def _decide(self, peer, ds, epoch, src, have, summary):
+        """The send for one dataset (an Action), or None when there is nothing to send; quarantines and aborts
+        happen here, before any stream of the session."""
         target = peer.target
         for _round in range(3):  # abort or quarantine, then plan again
             action = replication_plan.decide(src, have, epoch)
@@ -498,7 +576,7 @@ class Sender:
             if action.kind == "skip":
                 summary["skipped"] += 1
                 self._confirmed(ds, target, action.to, 0)
-                return
+                return None
             if action.kind == "abort":
                 peer.call(op="abort", dataset=ds)
                 have = peer.call(op="state", datasets=[ds])["state"].get(ds)
@@ -509,41 +587,32 @@ class Sender:
                                                    "reason": action.reason})
                 have = None
                 continue
-            break
-        else:
-            raise ReplicationError("no plan converged for %s" % ds)
-        summary["kinds"][action.kind] = summary["kinds"].get(action.kind, 0) + 1
-        # A seed is the newest snapshot, whole (one stream; the history before it stays on the source).
-        steps = [replication_plan.Action("full", base=action.to, to=action.to)] if action.kind == "full" else [action]
-        props = self._props(ds) if action.kind == "full" else {}
-        for step in steps:
-            answer = self._stream(peer, ds, epoch, step, props)
-            summary["bytes"] += answer["sent"]
-            got = [s for s in src["snapshots"] if s["guid"] == answer.get("guid")]
-            if not got:
-                raise ReplicationError("the target reports snapshot guid %s, not one of ours" % answer.get("guid"))
-            self._confirmed(ds, target, got[0], answer["sent"])
-        summary["sent"] += 1
+            summary["kinds"][action.kind] = summary["kinds"].get(action.kind, 0) + 1
+            if action.kind == "full":  # a seed is the newest snapshot, whole; older history stays on the source
+                return replication_plan.Action("full", base=action.to, to=action.to)
+            return action
+        raise ReplicationError("no plan converged for %s" % ds)
 
     def _props(self, ds):
         p = run(["zfs", "get", "-H", "-p", "-s", "local", "-o", "property,value", "quota,refquota,smc:class", ds],
                 check=False)
         return dict(line.split("\t", 1) for line in p.stdout.splitlines() if "\t" in line)
 
-    def _stream(self, peer, ds, epoch, step, props):
+    def _stream(self, peer, ds, epoch, step, summary):
+        """Send one stream (no reply is read here). A ``zfs send`` that fails still ends the stream; the
+        target then reports the receive as failed."""
         args = send_args(ds, step, self.compress)
+        props = self._props(ds) if step.kind == "full" else {}
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            answer = peer.call(stream=proc.stdout, op="recv", dataset=ds, epoch=epoch, kind=step.kind,
-                               props=props, to=step.to and step.to["name"], to_guid=step.to and step.to["guid"],
-                               base=step.base["name"] if step.kind == "incremental" else None)
-        except ReplicationError:
-            proc.wait()
-            raise
-        err = proc.stderr.read().decode("utf-8", "replace")
-        if proc.wait() != 0:
-            raise ReplicationError("%s failed: %s" % (" ".join(args[:3]), err.strip()[-500:]))
-        return answer
+            summary["bytes"] += peer.send(proc.stdout, op="recv", dataset=ds, epoch=epoch, kind=step.kind,
+                                          props=props, to=step.to and step.to["name"],
+                                          to_guid=step.to and step.to["guid"],
+                                          base=step.base["name"] if step.kind == "incremental" else None)
+        finally:
+            err = proc.stderr.read().decode("utf-8", "replace")
+            if proc.wait() != 0:
+                summary["errors"].append("%s: %s failed: %s" % (ds, " ".join(args[:3]), err.strip()[-300:]))
 
     def _confirmed(self, ds, target, snap, size):
         """The target holds ``snap``: record it; the hold and bookmark move in this peer's flush."""
@@ -697,8 +766,8 @@ def cmd_promote(cfg, args, report):
                                "nothing changed" % (ds, latest and "%s (guid %d)" % (latest["name"], latest["guid"]),
                                                     args.expect_guid))
     if have["epoch"] > args.epoch:
-        raise ReplicationError("%s is at epoch %d already, newer than %d; nothing changed" % (ds, have["epoch"],
-                                                                                          args.epoch))
+        raise ReplicationError("%s is at epoch %d already, newer than %d; nothing changed"
+                               % (ds, have["epoch"], args.epoch))
     if have["written"] > 0:
         raise ReplicationError("%s was written to after its newest snapshot; nothing changed" % ds)
     run(["zfs", "set", "%s=%d" % (EPOCH_PROP, args.epoch), "smc:role=primary", "readonly=off", ds])
