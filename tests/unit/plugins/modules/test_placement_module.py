@@ -142,3 +142,50 @@ def test_main_report_only_changes_nothing(monkeypatch):
 def test_main_fails_cleanly(monkeypatch):
     res = run(monkeypatch, FakeModule(params(replicas_per_dc=0)))
     assert res["failed"] and "replicas_per_dc" in res["msg"]
+
+
+ADDRESSES = dict((h["name"], "10.9.0.%d" % i) for i, h in enumerate(HOSTS, 1))
+
+
+def test_plans_per_host_and_a_ring_change_keeps_the_current_primary():
+    from ansible_collections.smc.backend.plugins.module_utils import host_plan
+    first, text = mod.compute(params(plans_dir="/p", addresses=ADDRESSES), reader({}))
+    assert set(first["plan_texts"]) == set(ADDRESSES)
+    plan = host_plan.parse_plan(first["plan_texts"]["a1"], "a1.json")
+    assert plan["addresses"][plan["hosts"].index("b2")] == "10.9.0.5"
+    # a3 weighs 5 now: the ring picks other primaries; every current primary is up and keeps serving
+    hosts = [dict(h, weight=5) if h["name"] == "a3" else h for h in HOSTS]
+    files = {"prev": text}
+    second, text2 = mod.compute(params(hosts=hosts, previous_path="prev", plans_dir="/p", addresses=ADDRESSES),
+                                reader(files))
+    assert second["pending_moves"]["count"] > 0
+    for move in second["pending_moves"]["list"]:
+        assert second["per_host"][move["from"]]["primary"].count(move["project"]) == 1
+    assert json.loads(text2)["current"]  # recorded beside the ring
+    # the next run with the same ring changes nothing more
+    third, text3 = mod.compute(params(hosts=hosts, previous_path="prev", plans_dir="/p", addresses=ADDRESSES),
+                               reader({"prev": text2}))
+    assert text3 == text2 and third["pending_moves"] == second["pending_moves"]
+
+
+def test_addresses_come_from_the_last_plans_when_not_given():
+    first, text = mod.compute(params(plans_dir="/p", addresses=ADDRESSES), reader({}))
+    files = dict(("/p/%s.json" % h, t) for h, t in first["plan_texts"].items())
+    files["prev"] = text
+    again, _ = mod.compute(params(previous_path="prev", plans_dir="/p", addresses={}), reader(files))
+    assert again["plan_texts"] == first["plan_texts"]
+    with pytest.raises(PlacementError, match="addresses: no address for"):
+        mod.compute(params(plans_dir="/p", addresses={}), reader({}))
+
+
+def test_switchover_option_records_the_new_primary_and_epoch():
+    first, text = mod.compute(params(), reader({}))
+    pid = PROJECTS[0]
+    to = first["placement"][pid][1]
+    result, text2 = mod.compute(params(previous_path="prev", switchover={"project": pid, "to": to}),
+                                reader({"prev": text}))
+    assert result["switchover"]["to"] == to and result["switchover"]["epoch"] == 2
+    assert json.loads(text2)["current"][pid]["epoch"] == 2
+    assert pid in result["per_host"][to]["primary"]
+    with pytest.raises(PlacementError, match="switchover.to"):
+        mod.compute(params(previous_path="prev", switchover={"project": pid, "to": "nope"}), reader({"prev": text}))
