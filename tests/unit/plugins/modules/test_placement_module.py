@@ -172,7 +172,7 @@ def test_addresses_come_from_the_last_plans_when_not_given():
     first, text = mod.compute(params(plans_dir="/p", addresses=ADDRESSES), reader({}))
     files = dict(("/p/%s.json" % h, t) for h, t in first["plan_texts"].items())
     files["prev"] = text
-    again, _ = mod.compute(params(previous_path="prev", plans_dir="/p", addresses={}), reader(files))
+    again, _text = mod.compute(params(previous_path="prev", plans_dir="/p", addresses={}), reader(files))
     assert again["plan_texts"] == first["plan_texts"]
     with pytest.raises(PlacementError, match="addresses: no address for"):
         mod.compute(params(plans_dir="/p", addresses={}), reader({}))
