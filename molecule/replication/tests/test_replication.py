@@ -75,7 +75,7 @@ mp=$(zfs get -H -o value mountpoint "$ds")
 if [ "$(zfs get -H -o value mounted "$ds")" = no ]; then
   zfs mount -o ro "$ds"; trap 'zfs unmount "$ds"' EXIT
 fi
-cd "$mp" && find . -maxdepth 1 -type f -name 'f-*' -exec sha256sum {} + | sort -k2
+(cd "$mp" && find . -maxdepth 1 -type f -name 'f-*' -exec sha256sum {} + | sort -k2)
 """ % ds)
     return dict((line.split()[1][2:], line.split()[0]) for line in out.splitlines())
 
@@ -114,7 +114,7 @@ def test_known_bytes_reach_all_five_replicas_with_the_same_guids(lab):
     assert len(replicas) == 5
     ds = "%s/%s" % (ROOT, pid)
     primary = lab["dc2-s2"]
-    want = {"f-big": write_known(primary, ds, "f-big", 8), "f-small": write_known(primary, ds, "f-small", 1)}
+    want = {"f-big": write_known(primary, ds, "f-big", 4), "f-small": write_known(primary, ds, "f-small", 1)}
     report = snapshot_and_replicate(primary)["replication"]
     assert report["failed"] == 0, report
     assert set(report["peers"]) == set(replicas)  # one session per peer
@@ -133,14 +133,15 @@ def test_a_send_killed_midway_resumes_from_its_token(lab):
     pid, replicas = project_on(lab, "dc2-s1")
     ds = "%s/%s" % (ROOT, pid)
     primary, target = lab["dc2-s1"], lab[replicas[0]]
-    want = {"f-resume": write_known(primary, ds, "f-resume", 48)}
+    want = {"f-resume": write_known(primary, ds, "f-resume", 12)}
     agent(primary, "snapshot")
     sender = primary.popen("%s replicate" % AGENT)
-    deadline = time.time() + 120
-    while "zfs receive" not in target.out("ps -eo args | grep '[z]fs receive' || true"):
-        assert time.time() < deadline and sender.poll() is None, "the receive never started"
+    # kill the sender once the target's zfs receive has read 2 MiB of the 12 (a stream cut off midway)
+    received = "p=$(pgrep -f '^zfs receive' | head -1); [ -n \"$p\" ] && awk '/^rchar/ {print $2}' /proc/$p/io || echo 0"
+    deadline = time.time() + 180
+    while int(target.out(received).strip() or 0) < 2 * 2**20:
+        assert time.time() < deadline and sender.poll() is None, "the receive never got 2 MiB"
         time.sleep(0.3)
-    time.sleep(1.5)
     primary.run("pkill -KILL -f 'smc-zfs-agent replicate'; pkill -KILL -f 'zfs send' || true", check=False)
     sender.wait()
     deadline = time.time() + 60
@@ -249,6 +250,7 @@ p = open_session()
 send = subprocess.Popen(["zfs", "send", "-I", "%s@%s", "%s@%s"], stdout=subprocess.PIPE)
 w.write_message(p.stdin, {"op": "recv", "dataset": "%s", "epoch": 1, "kind": "incremental"})
 w.write_frames(p.stdin, send.stdout)
+w.write_message(p.stdin, {"op": "sync"})  # receives are answered at sync
 print(json.dumps(w.read_message(p.stdout)))
 """ % (ds, base, ds, new, ds)))
     answer = json.loads(out.strip().splitlines()[-1])
@@ -276,6 +278,7 @@ import time; time.sleep(3)
 second = open_session()
 w.write_message(second.stdin, {"op": "recv", "dataset": "%(ds)s", "epoch": 1, "kind": "incremental"})
 w.write_frames(second.stdin, send.stdout)
+w.write_message(second.stdin, {"op": "sync"})  # receives are answered at sync
 print(json.dumps(w.read_message(second.stdout)))
 first.kill()
 """ % {"ds": ds, "base": base, "new": newest}))

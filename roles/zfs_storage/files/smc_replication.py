@@ -99,14 +99,20 @@ def props(ds, names):
     return dict(line.split("\t", 1) for line in p.stdout.splitlines())
 
 
-def move_holds(tag, new, old):
-    """Hold ``tag`` on the snapshots ``new`` and release it from ``old``: one command each (one per snapshot
-    only when the batch fails, e.g. a hold that exists already)."""
-    old = [o for o in old if o not in set(new)]
-    for cmd, names in (("hold", new), ("release", old)):
+def move_holds(tag, moves):
+    """Hold ``tag`` on each dataset's last new base of ``moves`` ([(new, old or None)], in order) and release
+    it from every other snapshot named there: one command each (one per snapshot only when the batch fails,
+    e.g. a hold that exists already)."""
+    last = {}
+    for new_snap, _old in moves:
+        last[new_snap.split("@", 1)[0]] = new_snap
+    keep = set(last.values())
+    named = set(n for pair in moves for n in pair if n)
+    for cmd, names in (("hold", sorted(keep)), ("release", sorted(named - keep))):
         if names and run(["zfs", cmd, tag] + names, check=False).returncode != 0:
             for name in names:
                 run(["zfs", cmd, tag, name], check=False)
+    return sorted(keep)
 
 
 LUA_BOOKMARKS = """
@@ -320,8 +326,7 @@ class Receiver:
 
     def flush_holds(self):
         """This session's holds in two commands: the new bases held for the sender, the old ones released."""
-        tag = HOLD_PREFIX + self.peer
-        move_holds(tag, [new for new, _old in self.holds], [old for _new, old in self.holds if old])
+        move_holds(HOLD_PREFIX + self.peer, self.holds)
         self.holds = []
 
     def abort(self, message):
@@ -533,22 +538,8 @@ class Sender:
                         done.add(ds)
                     else:
                         sends.append((ds, epoch, src, action))
-                for ds, epoch, src, action in sends:
-                    self._stream(peer, ds, epoch, action, summary)
-                peer.sync()
-                for ds, epoch, src, action in sends:
-                    answer = peer.reply()
-                    done.add(ds)
-                    if not answer.get("ok"):
-                        self._failed(ds, target, answer.get("error") or "refused", summary)
-                        continue
-                    got = [x for x in src["snapshots"] if x["guid"] == answer.get("guid")]
-                    if not got:
-                        self._failed(ds, target, "the target reports snapshot guid %s, not one of ours"
-                                     % answer.get("guid"), summary)
-                        continue
-                    summary["sent"] += 1
-                    self._confirmed(ds, target, got[0], answer.get("bytes") or 0)
+                while sends:  # a seed's history follows its full stream in a second round
+                    sends = self._round(peer, sends, summary, done)
             except (ReplicationError, OSError, wire.WireError) as exc:
                 for ds, _epoch, _src in items:
                     if ds not in done:
@@ -564,6 +555,32 @@ class Sender:
                             errors_total=rec.get("errors_total", 0) + 1,
                             consecutive_failures=rec.get("consecutive_failures", 0) + 1)
         summary["errors"].append("%s: %s" % (ds, error[:300]))
+
+    def _round(self, peer, sends, summary, done):
+        """Every stream of ``sends`` back to back, then their answers; returns the next round's sends."""
+        target = peer.target
+        for ds, epoch, src, action in sends:
+            self._stream(peer, ds, epoch, action, summary)
+        peer.sync()
+        follow = []
+        for ds, epoch, src, action in sends:
+            answer = peer.reply()
+            done.add(ds)
+            if not answer.get("ok"):
+                self._failed(ds, target, answer.get("error") or "refused", summary)
+                continue
+            got = [x for x in src["snapshots"] if x["guid"] == answer.get("guid")]
+            if not got:
+                self._failed(ds, target, "the target reports snapshot guid %s, not one of ours"
+                             % answer.get("guid"), summary)
+                continue
+            self._confirmed(ds, target, got[0], answer.get("bytes") or 0)
+            latest = replication_plan.newest(src["snapshots"])
+            if action.kind == "full" and latest["guid"] != got[0]["guid"]:
+                follow.append((ds, epoch, src, replication_plan.Action("incremental", base=got[0], to=latest)))
+            else:
+                summary["sent"] += 1
+        return follow
 
     def _decide(self, peer, ds, epoch, src, have, summary):
         """The send for one dataset (an Action), or None when there is nothing to send; quarantines and aborts
@@ -588,8 +605,9 @@ class Sender:
                 have = None
                 continue
             summary["kinds"][action.kind] = summary["kinds"].get(action.kind, 0) + 1
-            if action.kind == "full":  # a seed is the newest snapshot, whole; older history stays on the source
-                return replication_plan.Action("full", base=action.to, to=action.to)
+            if action.kind == "full":  # a seed: the oldest snapshot whole, then (next round) the rest with -I
+                oldest = replication_plan.by_txg(src["snapshots"])[0]
+                return replication_plan.Action("full", base=oldest, to=oldest)
             return action
         raise ReplicationError("no plan converged for %s" % ds)
 
@@ -627,9 +645,7 @@ class Sender:
 
     def flush(self, target):
         """Move this target's holds to the confirmed bases and bookmark them: three commands for all datasets."""
-        moved = self.moved.pop(target, [])
-        move_holds(HOLD_PREFIX + target, [new for new, _old in moved], [old for _new, old in moved if old])
-        bookmarks([new for new, _old in moved])
+        bookmarks(move_holds(HOLD_PREFIX + target, self.moved.pop(target, [])))
 
 
 def load_plan(cfg):
