@@ -259,6 +259,8 @@ print(json.dumps(w.read_message(p.stdout)))
     # the agent itself refuses to send to a copy with a newer epoch, and says so
     report = agent(primary, "replicate", check=False)["replication"]
     assert any("epoch 7" in e for e in report["peers"][target.name]["errors"]), report
+    target.run("zfs set smc:epoch=1 %s" % ds)  # give the next tests a lab whose epochs agree again
+    assert agent(primary, "replicate")["replication"]["failed"] == 0
 
 
 def test_two_receives_into_one_dataset_are_refused(lab):
@@ -297,7 +299,7 @@ def playbook(*args):
     p = subprocess.run(["ansible-playbook", "-i", os.path.join(REPO, "inventory/lab/hosts.yml")] + list(args),
                        capture_output=True, text=True, env=env, cwd=REPO, timeout=900, check=False)
     assert p.returncode == 0, p.stdout[-5000:] + p.stderr[-3000:]
-    return p.stdout
+    return " ".join(p.stdout.split())  # the callback wraps long lines
 
 
 def test_switchover_there_and_back_keeps_every_write(lab):
@@ -347,7 +349,7 @@ def test_a_ring_change_never_flips_a_primary_onto_a_copy_without_its_writes(lab)
         return out
     before = states()
     out = playbook("playbooks/site.yml", "-e", "weight=3")
-    assert re.search(r"\b7\s+pending primary moves", out), out[-3000:]
+    assert " 7 pending primary moves" in out, out[-3000:]
     assert states() == before
     p = plan(lab["dc2-s2"])
     moved = [pid for pid, e in p["projects"].items() if e["primary"] != e["ring"][0]]

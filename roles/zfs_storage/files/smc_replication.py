@@ -169,7 +169,7 @@ class Receiver:
 
     def serve(self):
         handlers = {"hello": self.hello, "state": self.state, "recv": self.recv, "sync": self.sync,
-                    "abort": self.abort, "quarantine": self.quarantine}
+                    "abort": self.abort, "quarantine": self.quarantine, "epoch": self.epoch}
         try:
             return self._serve(handlers)
         finally:
@@ -328,6 +328,17 @@ class Receiver:
         """This session's holds in two commands: the new bases held for the sender, the old ones released."""
         move_holds(HOLD_PREFIX + self.peer, self.holds)
         self.holds = []
+
+    def epoch(self, message):
+        """Raise a caught-up copy's epoch to the new primary's (after a switchover with nothing new to send)."""
+        ds = self.dataset(message.get("dataset"))
+        epoch = message.get("epoch")
+        have = props(ds, [EPOCH_PROP])
+        if have is None or not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+            raise ReplicationError("epoch: %s does not exist or %r is not an epoch" % (ds, epoch))
+        if (int(have[EPOCH_PROP]) if have[EPOCH_PROP].isdigit() else 0) < epoch:
+            run(["zfs", "set", "%s=%d" % (EPOCH_PROP, epoch), ds])
+        self.reply(ok=True, epoch=epoch)
 
     def abort(self, message):
         ds = self.dataset(message.get("dataset"))
@@ -592,6 +603,8 @@ class Sender:
                 raise ReplicationError(action.reason)
             if action.kind == "skip":
                 summary["skipped"] += 1
+                if have is not None and have.get("epoch", 0) < epoch:  # caught up, but from an older primary
+                    peer.call(op="epoch", dataset=ds, epoch=epoch)
                 self._confirmed(ds, target, action.to, 0)
                 return None
             if action.kind == "abort":
