@@ -146,6 +146,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+home_warnings:
+  description: Projects whose home is missing, not a directory or owned by someone else (also sent as warnings).
+  returned: success
+  type: list
+  elements: str
 summary:
   description: Counts - projects managed, users created, slices created, updated, unchanged, removed, kept
     (still running), slices whose running limits changed, homes given to their users.
@@ -381,7 +386,7 @@ def main():
     for warning in p["warnings"]:
         module.warn(warning)
     units = p["units"]
-    result = dict(summary=summary(p), users_created=[u["user"] for u in p["users"]],
+    result = dict(summary=summary(p), users_created=[u["user"] for u in p["users"]], home_warnings=p["warnings"],
                   slices_written=[w[0] for w in units["write"]], slices_removed=units["remove"],
                   slices_kept=units["kept"], changes=units["changes"], live=p["live"],
                   daemon_reload=bool(units["write"] or units["remove"]),
