@@ -15,7 +15,7 @@ the current primary, the epoch and any leaving copies. The agent reads nothing e
 
 import json
 
-__all__ = ["UnsafeChange", "PlanError", "settle", "switch", "host_plans", "render_plan", "parse_plan", "targets"]
+__all__ = ["UnsafeChange", "PlanError", "settle", "switch", "copies", "host_plans", "render_plan", "parse_plan", "targets"]
 
 FORMAT = 1
 
@@ -76,10 +76,10 @@ def switch(ring, current, pid, to):
     if pid not in ring:
         raise PlanError("switchover.project: %r is not a placed project" % (pid,))
     state = dict(current.get(pid) or {})
-    primary, copies = _copies(ring[pid], state)
-    if to not in copies:
+    primary, holders = copies(ring[pid], state)
+    if to not in holders:
         raise PlanError("switchover.to: %s holds no copy of %s (copies: %s); a switchover only moves the primary "
-                        "to an existing copy" % (to, pid, ", ".join(copies)))
+                        "to an existing copy" % (to, pid, ", ".join(holders)))
     epoch = state.get("epoch", 1)
     summary = {"project": pid, "from": primary, "to": to, "epoch_before": epoch,
                "epoch": epoch + 1 if to != primary else epoch}
@@ -98,7 +98,8 @@ def switch(ring, current, pid, to):
     return out, summary
 
 
-def _copies(hosts, state):
+def copies(hosts, state):
+    """(current primary, every host holding a copy: primary first, then the ring, then leaving copies)."""
     primary = state.get("primary") or hosts[0]
     out = list(dict.fromkeys([primary] + list(hosts) + list(state.get("extra") or [])))
     return primary, out
@@ -111,12 +112,12 @@ def host_plans(ring, current, addresses):
     plans = dict((h, {}) for h in names)
     for pid in sorted(ring):
         state = current.get(pid) or {}
-        primary, copies = _copies(ring[pid], state)
+        primary, holders = copies(ring[pid], state)
         entry = {"ring": [index[h] for h in ring[pid]], "primary": index[primary], "epoch": state.get("epoch", 1)}
         extra = [index[h] for h in state.get("extra") or []]
         if extra:
             entry["extra"] = extra
-        for host in copies:
+        for host in holders:
             plans[host][pid] = entry
     return dict((h, {"format": FORMAT, "host": h, "hosts": names,
                      "addresses": [addresses[n] for n in names], "projects": plans[h]}) for h in names)
@@ -171,7 +172,7 @@ def targets(plan, pid):
     names = plan["hosts"]
     entry = plan["projects"][pid]
     primary = names[entry["primary"]]
-    copies = list(dict.fromkeys([primary] + [names[i] for i in entry["ring"]]
-                                + [names[i] for i in entry.get("extra") or []]))
+    holders = list(dict.fromkeys([primary] + [names[i] for i in entry["ring"]]
+                                 + [names[i] for i in entry.get("extra") or []]))
     role = "primary" if primary == plan["host"] else "replica"
-    return role, primary, [h for h in copies if h != primary]
+    return role, primary, [h for h in holders if h != primary]

@@ -211,7 +211,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.smc.backend.plugins.module_utils.host_plan import (
-    PlanError, UnsafeChange, host_plans, parse_plan, render_plan, settle, switch)
+    PlanError, UnsafeChange, copies, host_plans, parse_plan, render_plan, settle, switch)
 from ansible_collections.smc.backend.plugins.module_utils.placement import (
     PlacementError, diff_placements, load_report, place)
 
@@ -329,9 +329,8 @@ def roles_by_host(ring, current):
     """Host to the projects it is primary for now and those it holds a replica of (a copy that is not primary)."""
     out = {}
     for pid, hosts in ring.items():
-        state = current.get(pid) or {}
-        primary = state.get("primary") or hosts[0]
-        for host in dict.fromkeys([primary] + list(hosts) + list(state.get("extra") or [])):
+        primary, holders = copies(hosts, current.get(pid) or {})
+        for host in holders:
             out.setdefault(host, {"primary": [], "replica": []})["primary" if host == primary else "replica"].append(pid)
     return out
 

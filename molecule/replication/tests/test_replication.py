@@ -292,6 +292,11 @@ first.kill()
     assert guids(target, ds) == guids(primary, ds)
 
 
+def writable(lab, ds):
+    """The hosts where the project's copy is writable: there must be exactly one."""
+    return [n for n, h in lab.items() if h.out("zfs get -H -o value readonly %s" % ds).strip() == "off"]
+
+
 def playbook(*args):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
                ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".collections"))
@@ -318,6 +323,7 @@ def test_switchover_there_and_back_keeps_every_write(lab):
 
     playbook("playbooks/switchover.yml", "-e", "project=%s" % pid, "-e", "to=%s" % new.name)
     assert new.out("zfs get -H -o value readonly,smc:epoch,smc:role %s" % ds).split() == ["off", "2", "primary"]
+    assert writable(lab, ds) == [new.name]  # one writable copy, never two
     assert old.out("zfs get -H -o value readonly,smc:epoch %s" % ds).split() == ["on", "2"]
     assert checksums(new, ds) == want  # the write made just before the switchover is there
     want["f-after"] = write_known(new, ds, "f-after", 1)
@@ -329,6 +335,7 @@ def test_switchover_there_and_back_keeps_every_write(lab):
 
     playbook("playbooks/switchover.yml", "-e", "project=%s" % pid, "-e", "to=dc2-s2")
     assert old.out("zfs get -H -o value readonly,smc:epoch %s" % ds).split() == ["off", "3"]
+    assert writable(lab, ds) == [old.name]
     assert checksums(old, ds) == want
     snapshot_and_replicate(old)
     for name in replicas:

@@ -415,9 +415,9 @@ class Peer:
         self.inp, self.out = self.proc.stdout, self.proc.stdin
         self.call(op="hello", source=me, protocol=PROTOCOL)
 
-    def call(self, stream=None, **message):
+    def call(self, **message):
+        """A message and its answer (streams go with send, their answers come after sync)."""
         wire.write_message(self.out, message)
-        sent = wire.write_frames(self.out, stream) if stream is not None else 0
         answer = wire.read_message(self.inp)
         if answer is None:
             try:
@@ -428,7 +428,6 @@ class Peer:
             raise ReplicationError("connection to %s ended: %s" % (self.target, err[-500:] or "no answer"))
         if not answer.get("ok"):
             raise ReplicationError(answer.get("error") or "refused")
-        answer["sent"] = sent
         return answer
 
     def send(self, stream, **message):
