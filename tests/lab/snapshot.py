@@ -14,6 +14,8 @@ tests/lab/lab_up.yml). All VMs are paused while they are saved and resumed at on
 guests' clocks, tinc sessions and TCP peers agree with one another. A reverted guest's clock is set to the
 controller's time over SSH, so snapshot names and leases see real time. Controller SSH masters to the lab
 (ControlPersist sockets in the lab's own control directory) are closed first: their guest ends are rewound.
+The lab's etcd members (tests/lab/etcd_lab.py) are saved and restored with the VMs, while the VMs are paused,
+so the agents' leases and etcd's primaries stay the ones the VMs remember.
 """
 import argparse
 import concurrent.futures
@@ -26,6 +28,9 @@ import sys
 import time
 
 import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import etcd_lab  # noqa: E402 (next to this file)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LIBVIRT = "qemu:///system"
@@ -87,18 +92,29 @@ def close_ssh_masters(control_dir):
     return closed
 
 
-def save(hosts, name):
+def with_etcd(top):
+    """Whether this lab has etcd members (its inventory names their endpoints); points etcd_lab at its net."""
+    if not top.get("smc_etcd_endpoints"):
+        return False
+    etcd_lab.NETNS = top.get("smc_lab_netns", etcd_lab.NETNS)
+    etcd_lab.BRIDGE = top.get("smc_lab_bridge", etcd_lab.BRIDGE)
+    return True
+
+
+def save(hosts, name, etcd=False):
     names = sorted(hosts)
     on_all(lambda vm: virsh("snapshot-delete", vm, name) if name in snapshots_of(vm) else None, names)
     on_all(lambda vm: virsh("suspend", vm), names)
     try:
         on_all(lambda vm: virsh("snapshot-create-as", vm, name, "--description", "smc lab: " + name, "--atomic"),
                names)
+        if etcd:
+            etcd_lab.save(name)
     finally:
         on_all(lambda vm: virsh("resume", vm, check=False), names)
 
 
-def revert(hosts, top, name):
+def revert(hosts, top, name, etcd=False):
     """Revert every VM to snapshot NAME and resume them together.
 
     libvirt reverts a running domain by starting a new qemu from the snapshot, and qemu opens the VM's tap in
@@ -110,11 +126,17 @@ def revert(hosts, top, name):
     if missing:
         raise LabError("no snapshot %r on %s. Fix: make lab (saves 'blank' and 'converged') or "
                        "tests/lab/snapshot.py save %s" % (name, ", ".join(missing), name))
+    if etcd and not etcd_lab.has(name):
+        raise LabError("no etcd snapshot %r for the lab's etcd members. Fix: make lab" % name)
     active = set(virsh("list", "--state-running", "--state-paused", "--name").split())
     on_all(lambda vm: virsh("destroy", vm) if vm in active else None, names)
+    if etcd:
+        etcd_lab.restore(name, wait=False)
     on_all(lambda vm: netns(top, "prepare-tap", hosts[vm]["tap"]), names)
     on_all(lambda vm: virsh("snapshot-revert", vm, name, "--paused"), names)
     on_all(lambda vm: netns(top, "attach-tap", hosts[vm]["tap"]), names)
+    if etcd:
+        etcd_lab.wait_healthy()
     on_all(lambda vm: virsh("resume", vm), names)
 
 
@@ -168,7 +190,7 @@ def set_clock(port, key, deadline):
 
 def restore(hosts, top, name, timeout):
     begin = time.monotonic()
-    revert(hosts, top, name)
+    revert(hosts, top, name, etcd=with_etcd(top))
     reverted = time.monotonic() - begin
     deadline = time.monotonic() + timeout
     answered = on_all(lambda vm: set_clock(hosts[vm]["port"], top["ansible_ssh_private_key_file"], deadline),
@@ -208,7 +230,7 @@ def main(argv=None):
             if found:
                 print("lab snapshot %r not saved: %s already on %s" % (args.name, args.unless_path, ", ".join(found)))
                 return 0
-            save(hosts, args.name)
+            save(hosts, args.name, etcd=with_etcd(top))
             print("lab snapshot %r saved on %d VMs in %.1f s" % (args.name, len(hosts), time.monotonic() - start))
             return 0
         reverted, answered, total = restore(hosts, top, args.name, args.timeout)
@@ -216,7 +238,7 @@ def main(argv=None):
               "later (slowest %s)" % (args.name, total, len(hosts), reverted, total - reverted,
                                       max(answered, key=answered.get)))
         return 0
-    except LabError as exc:
+    except (LabError, etcd_lab.EtcdLabError) as exc:
         sys.stderr.write("lab snapshot: ERROR: %s\n" % exc)
         return 1
 

@@ -1,63 +1,18 @@
-"""Direct SSH to the lab hosts (one persistent connection per host), for tests that act on several hosts.
-
-testinfra's ansible backend starts an ansible process per command (seconds each on this lab); the
-replication tests run hundreds of commands, so they talk to the hosts with OpenSSH through one
-ControlMaster each, with the lab inventory's address, port and key.
-"""
+"""The lab's hosts over direct SSH (tests/lab/lab_ssh.py), and the controller's placement kept as it was."""
 import os
-import shlex
 import shutil
-import subprocess
+import sys
 
 import pytest
-import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-INVENTORY = os.path.join(ROOT, "inventory", "lab", "hosts.yml")
-
-
-class Host:
-    def __init__(self, name, address, port, key, control_dir):
-        self.name = name
-        self.base = ["ssh", "-i", key, "-p", str(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                     "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ControlMaster=auto",
-                     "-o", "ControlPersist=300", "-o", "ControlPath=%s/%%C" % control_dir,
-                     "-o", "ServerAliveInterval=10", "root@%s" % address]
-
-    def run(self, script, check=True, timeout=600):
-        """Run a shell script on the host; returns (rc, stdout, stderr)."""
-        p = subprocess.run(self.base + ["bash -s"], input=script, capture_output=True, text=True, timeout=timeout, check=False)
-        if check and p.returncode != 0:
-            raise AssertionError("%s: rc=%d\n--- script\n%s\n--- stdout\n%s\n--- stderr\n%s"
-                                 % (self.name, p.returncode, script, p.stdout[-3000:], p.stderr[-3000:]))
-        return p.returncode, p.stdout, p.stderr
-
-    def out(self, script, **kw):
-        return self.run(script, **kw)[1]
-
-    def popen(self, script):
-        return subprocess.Popen(self.base + ["bash -c %s" % shlex.quote(script)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-
-
-def _hosts(tree):
-    for name, value in (tree.get("hosts") or {}).items():
-        yield name, value or {}
-    for child in (tree.get("children") or {}).values():
-        yield from _hosts(child or {})
+sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+import lab_ssh  # noqa: E402 (the lab's helper, beside the lab's other tools)
 
 
 @pytest.fixture(scope="session", name="lab")
 def fixture_lab(tmp_path_factory):
-    with open(INVENTORY, encoding="utf-8") as f:
-        inv = yaml.safe_load(f)["all"]
-    common = inv.get("vars") or {}
-    control = tmp_path_factory.mktemp("cp")
-    hosts = {}
-    for name, hv in _hosts(inv["children"]["storage"]):
-        hv = dict(common, **hv)
-        hosts[name] = Host(name, hv["ansible_host"], hv.get("ansible_port", 22), hv["ansible_ssh_private_key_file"],
-                           control)
+    hosts, _common = lab_ssh.lab_hosts(tmp_path_factory.mktemp("cp"))
     assert len(hosts) == 6, sorted(hosts)
     return hosts
 

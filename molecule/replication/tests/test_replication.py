@@ -12,10 +12,10 @@ import subprocess
 import time
 
 import pytest
+from lab_ssh import AGENT, agent, checksums, guids, write_known  # tests/lab, on sys.path by conftest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROOT = "tank/projects"
-AGENT = "/usr/local/sbin/smc-zfs-agent"
 LIB = "/usr/local/lib/smc-zfs-agent"
 USED = set()
 
@@ -44,40 +44,9 @@ def project_on(lab, primary):
     raise AssertionError("no unused project with primary %s" % primary)
 
 
-def agent(host, command, check=True):
-    rc, out, err = host.run("%s %s" % (AGENT, command), check=False)
-    if check and rc != 0:
-        raise AssertionError("%s: smc-zfs-agent %s rc=%d\n%s\n%s" % (host.name, command, rc, out[-3000:], err[-3000:]))
-    return json.loads(out) if out.strip().startswith("{") else {"rc": rc, "stderr": err}
-
-
 def newest_name(host, ds):
     """The newest snapshot's short name (our names sort by UTC time)."""
     return max(guids(host, ds)).split("@", 1)[1]
-
-
-def guids(host, ds):
-    out = host.out("zfs list -H -p -t snapshot -o name,guid -d 1 %s 2>/dev/null || true" % ds)
-    return dict(line.split("\t") for line in out.splitlines())
-
-
-def write_known(host, ds, name, mib):
-    """Random bytes into the primary's copy; returns their sha256 (computed on the host)."""
-    return host.out("set -e; mp=$(zfs get -H -o value mountpoint %s); head -c %dM /dev/urandom > \"$mp/%s\"; "
-                    "sha256sum \"$mp/%s\" | cut -d' ' -f1" % (ds, mib, name, name)).strip()
-
-
-def checksums(host, ds):
-    """{file: sha256} of a copy, mounting it read-only for the read when it is not mounted."""
-    out = host.out("""set -e
-ds=%s
-mp=$(zfs get -H -o value mountpoint "$ds")
-if [ "$(zfs get -H -o value mounted "$ds")" = no ]; then
-  zfs mount -o ro "$ds"; trap 'zfs unmount "$ds"' EXIT
-fi
-(cd "$mp" && find . -maxdepth 1 -type f -name 'f-*' -exec sha256sum {} + | sort -k2)
-""" % ds)
-    return dict((line.split()[1][2:], line.split()[0]) for line in out.splitlines())
 
 
 def snapshot_and_replicate(host):

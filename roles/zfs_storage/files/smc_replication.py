@@ -51,7 +51,7 @@ def run(args, check=True):
 
 
 def listing(root, names=None):
-    """{dataset: {snapshots, bookmarks, epoch, written, resume_token, readonly}} of the root's children, or of
+    """{dataset: {snapshots, bookmarks, epoch, written, resume_token, readonly, role}} of the root's children, or of
     just ``names`` (children of root; absent ones are left out): one ``zfs list`` for the datasets, one for
     their snapshots and bookmarks."""
     few = names is not None and len(names) <= 64
@@ -59,7 +59,7 @@ def listing(root, names=None):
         return {}
     where = (["-d", "0"] + sorted(names)) if few else ["-d", "1", root]
     p = run(["zfs", "list", "-H", "-p", "-t", "filesystem", "-o",
-             "name,written,%s,receive_resume_token,readonly" % EPOCH_PROP] + where, check=False)
+             "name,written,%s,receive_resume_token,readonly,smc:role" % EPOCH_PROP] + where, check=False)
     if p.returncode != 0 and not few:
         if "does not exist" in p.stderr:
             return {}
@@ -69,23 +69,25 @@ def listing(root, names=None):
     wanted = set(names) if names is not None else None
     out = {}
     for line in p.stdout.splitlines():
-        name, written, epoch, token, readonly = line.split("\t")
+        name, written, epoch, token, readonly, role = line.split("\t")
         if name == root or (wanted is not None and name not in wanted):
             continue
         out[name] = {"snapshots": [], "bookmarks": [], "epoch": int(epoch) if epoch.isdigit() else 0,
                      "written": int(written) if written.isdigit() else 0,
-                     "resume_token": token if token not in ("-", "") else None, "readonly": readonly == "on"}
+                     "resume_token": token if token not in ("-", "") else None, "readonly": readonly == "on",
+                     "role": role if role != "-" else None}
     if out:
         where = (["-d", "1"] + sorted(out)) if few else ["-d", "2", root]
-        p = run(["zfs", "list", "-H", "-p", "-t", "snapshot,bookmark", "-o", "name,guid,createtxg"] + where,
+        p = run(["zfs", "list", "-H", "-p", "-t", "snapshot,bookmark", "-o", "name,guid,createtxg,creation"] + where,
                 check=False)
         for line in p.stdout.splitlines():
-            name, guid, txg = line.split("\t")
+            name, guid, txg, creation = line.split("\t")
             sep = "@" if "@" in name else "#"
             ds, short = name.split(sep, 1)
             if ds in out:
                 out[ds]["snapshots" if sep == "@" else "bookmarks"].append(
-                    {"name": short, "guid": int(guid), "txg": int(txg)})
+                    {"name": short, "guid": int(guid), "txg": int(txg),
+                     "creation": int(creation) if creation.isdigit() else 0})
     return out
 
 
@@ -488,6 +490,7 @@ class Sender:
                 mine["%s/%s" % (self.root, pid)] = (self.plan["projects"][pid]["epoch"], targets)
         local = listing(self.root, list(mine))
         todo, idle, missing = {}, 0, []
+        down = set(self.plan.get("ha_down") or [])  # no lease in etcd: not worth a connect timeout
         for ds, (epoch, targets) in sorted(mine.items()):
             src = local.get(ds)
             if src is None:
@@ -499,6 +502,10 @@ class Sender:
                 continue
             latest = replication_plan.newest(src["snapshots"])
             for target in targets:
+                if target in down:
+                    self.report.setdefault("skipped_down", {}).setdefault(target, 0)
+                    self.report["skipped_down"][target] += 1
+                    continue
                 rec = self.records.get(ds, target)
                 if latest is None or (not self.verify and rec.get("guid") == latest["guid"]
                                       and not rec.get("last_error")):
@@ -660,12 +667,18 @@ class Sender:
         bookmarks(move_holds(HOLD_PREFIX + target, self.moved.pop(target, [])))
 
 
-def load_plan(cfg):
+def load_plan(cfg, authority=True, wait=0.0, peers_wait=0.0):
+    """The host plan; with HA on (and ``authority``), its primaries and epochs are etcd's, as the HA loop
+    last confirmed them: without a fresh confirmation this host is primary of nothing and sends nothing."""
     path = cfg["replication"]["plan"]
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as f:
-        return host_plan.parse_plan(f.read(), path)
+        plan = host_plan.parse_plan(f.read(), path)
+    if authority and (cfg.get("ha") or {}).get("enabled"):
+        import smc_ha  # noqa: E402 (next to this file; imports this module)
+        plan = smc_ha.overlay(plan, smc_ha.ha_config(cfg), wait, peers_wait)
+    return plan
 
 
 def one_sender(lock_dir, wait=600):
@@ -685,11 +698,14 @@ def one_sender(lock_dir, wait=600):
 
 
 def cmd_replicate(cfg, args, report):
-    plan = load_plan(cfg)
+    plan = load_plan(cfg, wait=30.0, peers_wait=getattr(args, "wait_for_peers", 0) or 0)
     report.update(quarantined=[], errors=[])
     if plan is None:
         report["errors"].append("no plan at %s: nothing to replicate" % cfg["replication"]["plan"])
         return
+    if plan.get("ha_fresh") is False:
+        report["errors"].append("HA: etcd has not confirmed this host's primaries lately (smc-ha.service down, "
+                                "etcd unreachable or fenced): sending nothing; see smc-zfs-agent ha-status")
     if args.dry_run:
         Sender(cfg, plan, Records(cfg["replication"]["records"]), report, dry_run=True).replicate()
         return
@@ -765,7 +781,7 @@ def cmd_fence(cfg, args, report):
     have = listing(cfg["roots"][0], [ds]).get(ds)
     if have is None:
         raise ReplicationError("%s does not exist on this host" % ds)
-    run(["zfs", "set", "readonly=on", ds])
+    run(["zfs", "set", "readonly=on", "smc:fenced=switchover", ds])  # (not the HA loop's to undo)
     run(["zpool", "sync", ds.split("/")[0]], check=False)
     written = int(run(["zfs", "get", "-H", "-p", "-o", "value", "written", ds]).stdout.strip() or 0)
     if written > 0 or not have["snapshots"]:
@@ -798,7 +814,11 @@ def cmd_promote(cfg, args, report):
                                % (ds, have["epoch"], args.epoch))
     if have["written"] > 0:
         raise ReplicationError("%s was written to after its newest snapshot; nothing changed" % ds)
+    if (cfg.get("ha") or {}).get("enabled"):
+        import smc_ha  # noqa: E402 (next to this file)
+        report["etcd_before"] = smc_ha.take_over(cfg, args.project, os.uname().nodename, args.epoch)
     run(["zfs", "set", "%s=%d" % (EPOCH_PROP, args.epoch), "smc:role=primary", "readonly=off", ds])
+    run(["zfs", "inherit", "smc:fenced", ds], check=False)
     if run(["zfs", "get", "-H", "-o", "value", "mounted", ds]).stdout.strip() == "no":
         run(["zfs", "mount", ds], check=False)
     report.update(dataset=ds, epoch=args.epoch, guid=latest["guid"], promoted=True)
@@ -808,4 +828,5 @@ def cmd_demote(cfg, args, report):
     """Old primary, last step: it is a replica at the new epoch (read-only, receives from the new primary)."""
     ds = project_dataset(cfg, args.project)
     run(["zfs", "set", "readonly=on", "smc:role=replica", "%s=%d" % (EPOCH_PROP, args.epoch), ds])
+    run(["zfs", "inherit", "smc:fenced", ds], check=False)
     report.update(dataset=ds, epoch=args.epoch, demoted=True)

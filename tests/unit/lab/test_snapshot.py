@@ -18,7 +18,8 @@ def rendered_inventory(tmp_path):
            {"name": "dc2-s1", "dc": "dc2", "port": 2222, "tap": "smct2", "private_ip": "10.77.0.12"}]
     text = env.get_template("lab_hosts.yml.j2").render(
         lab_ssh_key="/k/id", lab_netns="smclab", lab_bridge="smcbr0", lab_dcs=["dc1", "dc2"], lab_vms=vms,
-        lab_data_disks=2)
+        lab_data_disks=2, lab_inventory_dir="/repo/inventory/lab",
+        lab_etcd_endpoints=["http://10.77.0.201:2379", "http://10.77.0.202:2379"])
     path = tmp_path / "hosts.yml"
     path.write_text(text)
     return str(path)
@@ -27,6 +28,9 @@ def rendered_inventory(tmp_path):
 def test_reads_every_vm_with_its_port_and_tap_from_the_generated_inventory(tmp_path):
     hosts, top = snapshot.load_inventory(rendered_inventory(tmp_path))
     assert hosts == {"dc1-s1": {"port": 2221, "tap": "smct1"}, "dc2-s1": {"port": 2222, "tap": "smct2"}}
+    # the placement stays beside the lab inventory whichever directory molecule reads the inventory from
+    assert top["smc_placement_path"] == "/repo/inventory/lab/placement.json"
+    assert top["smc_etcd_endpoints"] == ["http://10.77.0.201:2379", "http://10.77.0.202:2379"]
     assert (top["smc_lab_netns"], top["smc_lab_bridge"], top["ansible_ssh_private_key_file"]) == (
         "smclab", "smcbr0", "/k/id")
 

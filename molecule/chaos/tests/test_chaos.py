@@ -1,0 +1,215 @@
+"""Failover on the lab: hosts die (their VMs paused mid-work), a DC is cut off, etcd members stop. Every case
+writes known bytes first and checks them byte for byte afterwards, and the sampler (conftest) asserts that no
+project ever has two writable copies. Failover times are printed (pytest -s / the verifier's log).
+"""
+import json
+import time
+
+import etcd_lab  # tests/lab, on sys.path by conftest
+from lab_ssh import agent, checksums, guids, write_known  # tests/lab, on sys.path by conftest
+
+ROOT = "tank/projects"
+FAILOVER_TIMEOUT = 120
+
+
+def say(msg):
+    print("[chaos] " + msg, flush=True)
+
+
+def plan(host):
+    return json.loads(host.out("cat /etc/smc/plan.json"))
+
+
+def projects_of(lab, primary):
+    """Placed projects whose primary (in etcd) is ``primary``."""
+    return sorted(p for p, (h, _e) in lab.primaries().items() if h == primary)
+
+
+def newest(host, ds):
+    """(creation, name) of the copy's newest snapshot."""
+    out = host.out("zfs list -H -p -t snapshot -o creation,name -s creation -d 1 %s | tail -1" % ds).split()
+    return (int(out[0]), out[1].split("@", 1)[1]) if out else (0, "")
+
+
+def snapshot_and_send(host):
+    agent(host, "snapshot")
+    return agent(host, "replicate", timeout=900)["replication"]
+
+
+def etcd_primary(pid):
+    """etcd's primary of ``pid`` as (host, epoch), read from the controller through a member's namespace."""
+    p = etcd_lab.ctl("get", "/smc/primary/" + pid, "--print-value-only")
+    doc = json.loads(p.stdout) if p.returncode == 0 and p.stdout.strip() else {}
+    return doc.get("host"), doc.get("epoch", 0)
+
+
+def wait_failover(lab, pid, old, since, timeout=FAILOVER_TIMEOUT):
+    """The new primary of ``pid`` once etcd names a live host other than ``old`` (the CAS) and its copy is
+    writable; and the seconds from ``since`` (the moment ``old`` died) to the CAS."""
+    ds = "%s/%s" % (ROOT, pid)
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        host, _epoch = etcd_primary(pid)
+        if host not in (None, old) and host in lab.live():
+            switched = time.monotonic() - since
+            while time.monotonic() < deadline and ds not in lab.writable(host):
+                time.sleep(0.5)
+            assert ds in lab.writable(host), (host, ds)
+            return host, switched
+        time.sleep(0.5)
+    raise AssertionError("no failover of %s within %d s of %s dying" % (pid, timeout, old))
+
+
+def test_primary_killed_mid_send_fails_over_to_the_most_up_to_date_copy_and_returns_as_a_replica(lab):
+    old = "dc2-s2"
+    pid = projects_of(lab, old)[0]
+    ds = "%s/%s" % (ROOT, pid)
+    first = {"f-a": write_known(lab[old], ds, "f-a", 2)}
+    assert snapshot_and_send(lab[old])["failed"] == 0
+    second = dict(first, **{"f-b": write_known(lab[old], ds, "f-b", 8)})
+    agent(lab[old], "snapshot")
+    sender = lab[old].popen("/usr/local/sbin/smc-zfs-agent replicate")
+    time.sleep(3)  # some replicas have f-b, some are midway
+    tail = lab[old].out("mp=$(zfs get -H -o value mountpoint %s); echo tail > $mp/f-tail; sync; "
+                        "sha256sum $mp/f-tail | cut -d' ' -f1" % ds).strip()
+    died = lab.pause(old)
+    sender.kill()
+    new, seconds = wait_failover(lab, pid, old, died)
+    say("failover of %s from %s (paused mid-send) to %s in %.1f s" % (pid, old, new, seconds))
+    assert seconds <= 45, seconds
+
+    # the winner is the most up-to-date live copy, and it serves exactly what its newest snapshot holds
+    ranks = dict((n, newest(lab[n], ds)) for n in lab.live() if n != old)
+    assert ranks[new] == max(ranks.values()), ranks
+    assert checksums(lab[new], ds) in (first, second)
+    epoch = lab.primaries()[pid][1]
+    assert epoch == 2 and lab[new].out("zfs get -H -o value smc:epoch %s" % ds).strip() == "2"
+
+    # users keep working on the new primary; the other live copies follow it
+    served = dict(checksums(lab[new], ds), **{"f-c": write_known(lab[new], ds, "f-c", 1)})
+    report = snapshot_and_send(lab[new])
+    assert report["failed"] == 0 and old in report["skipped_down"], report  # the dead host costs no timeout
+    for n in lab.live():
+        assert checksums(lab[n], ds) == served, n
+
+    # the old primary returns: it learns the epoch before it sends, stays read-only, and its tail is kept aside
+    window = lab.resume(old)
+    say("returning %s: writable copies fenced %.1f s after it resumed" % (old, window))
+    assert window <= 15, window
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        st = lab.ha(old)
+        if st.get("fresh") and st["state"]["primary"].get(pid, {}).get("host") == new:
+            break
+        time.sleep(1)
+    assert lab[old].out("zfs get -H -o value readonly %s" % ds).strip() == "on"
+    would = agent(lab[old], "replicate --dry-run")["replication"]
+    assert ds not in [d for p in would["peers"].values() for d in p["datasets"]], would  # it sends nothing of it
+    report = snapshot_and_send(lab[new])
+    assert report["failed"] == 0, report
+    [kept] = [q for q in report["quarantined"] if q["dataset"] == ds and q["target"] == old]
+    say("returning %s: tail of %s kept as %s (%s)" % (old, pid, kept["renamed"], kept["reason"]))
+    assert checksums(lab[old], kept["renamed"]).get("f-tail") == tail
+    assert guids(lab[old], ds) == guids(lab[new], ds) and checksums(lab[old], ds) == served
+
+
+def test_five_of_six_hosts_die_one_after_another_and_the_last_one_serves_every_write(lab):
+    pid = projects_of(lab, "dc1-s2")[0]
+    ds = "%s/%s" % (ROOT, pid)
+    assert len(plan(lab["dc1-s2"])["projects"][pid]["ring"]) == 6
+    want, current, times = {}, "dc1-s2", []
+    for i in range(5):
+        want["f-%d" % i] = write_known(lab[current], ds, "f-%d" % i, 1)
+        report = snapshot_and_send(lab[current])
+        assert report["failed"] == 0 and len(report.get("skipped_down", {})) == len(lab.paused), report
+        died = lab.pause(current)
+        current, seconds = wait_failover(lab, pid, current, died)
+        times.append(seconds)
+        assert checksums(lab[current], ds) == want, (i, current)
+    say("%s survived 5 of 6 hosts: failovers in %s s, now on %s" % (pid, ", ".join("%.1f" % t for t in times),
+                                                                    current))
+    assert lab.live() == [current]
+    want["f-last"] = write_known(lab[current], ds, "f-last", 1)
+    assert checksums(lab[current], ds) == want
+    assert max(times) <= 45, times
+
+
+def test_a_dc_cut_off_fences_its_primaries_and_rejoins_as_replicas_with_tails_kept(lab):
+    dc = ["dc2-s1", "dc2-s2"]
+    moved = dict((p, h) for h in dc for p in projects_of(lab, h))
+    pid = projects_of(lab, "dc2-s1")[0]
+    ds = "%s/%s" % (ROOT, pid)
+    tail = write_known(lab["dc2-s1"], ds, "f-tail", 1)  # written, never snapshotted: the divergent tail
+    cut = time.monotonic()
+    for h in dc:
+        lab.link(h, False)
+    etcd_lab.link(etcd_lab.member("dc2"), "down")
+    # the cut-off DC fences itself: its member has no quorum alone
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(lab.writable(h) for h in dc):
+        time.sleep(1)
+    fenced_in = time.monotonic() - cut
+    assert not any(lab.writable(h) for h in dc), "dc2 still writable %.0f s after the cut" % fenced_in
+    assert all(lab.ha(h)["etcd"] == "unavailable" for h in dc)
+    others = [h for h in sorted(lab.hosts) if h not in dc]
+    deadline = time.monotonic() + FAILOVER_TIMEOUT
+    while time.monotonic() < deadline:
+        now = lab.primaries()
+        if all(now[p][0] in others for p in moved):
+            break
+        time.sleep(1)
+    took = time.monotonic() - cut
+    say("dc2 cut off: fenced itself in %.1f s; its %d primaries served elsewhere after %.1f s"
+        % (fenced_in, len(moved), took))
+    assert all(now[p][0] in others and "%s/%s" % (ROOT, p) in lab.writable(now[p][0]) for p in moved), now
+    new = now[pid][0]
+    served = checksums(lab[new], ds)
+    assert "f-tail" not in served
+    # heal: the DC's copies rejoin as replicas, the tail is kept aside
+    for h in dc:
+        lab.link(h, True)
+    etcd_lab.link(etcd_lab.member("dc2"), "up")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(lab.ha(h).get("fresh") for h in dc):
+        time.sleep(1)
+    assert all(lab.ha(h)["state"]["primary"][pid]["host"] == new for h in dc)
+    report = snapshot_and_send(lab[new])
+    assert report["failed"] == 0, report
+    [kept] = [q for q in report["quarantined"] if q["dataset"] == ds and q["target"] == "dc2-s1"]
+    assert checksums(lab["dc2-s1"], kept["renamed"])["f-tail"] == tail
+    assert checksums(lab["dc2-s1"], ds) == checksums(lab[new], ds)
+
+
+def test_one_etcd_member_down_changes_nothing_two_stop_failovers_and_say_why(lab):
+    before = lab.primaries()
+    writable = dict((h, lab.writable(h)) for h in lab.hosts)
+    etcd_lab.stop(etcd_lab.member("dc3"))
+    time.sleep(20)  # longer than a lease
+    assert lab.primaries() == before
+    assert dict((h, lab.writable(h)) for h in lab.hosts) == writable
+    pid = projects_of(lab, "dc2-s2")[0]
+    ds = "%s/%s" % (ROOT, pid)
+    want = dict(checksums(lab["dc2-s2"], ds), **{"f-one-down": write_known(lab["dc2-s2"], ds, "f-one-down", 1)})
+    assert snapshot_and_send(lab["dc2-s2"])["failed"] == 0
+
+    etcd_lab.stop(etcd_lab.member("dc2"))
+    lost = time.monotonic()
+    deadline = lost + 30
+    while time.monotonic() < deadline and any(lab.writable(h) for h in lab.hosts):
+        time.sleep(1)
+    say("etcd quorum lost: every host read-only after %.1f s" % (time.monotonic() - lost))
+    assert not any(lab.writable(h) for h in lab.hosts)
+    st = lab.ha("dc1-s1")
+    assert st["etcd"] == "unavailable" and "no failover" in st["reason"], st
+    report = agent(lab["dc2-s2"], "replicate", check=False)
+    assert "HA" in " ".join(report.get("replication", {}).get("errors", [])), report  # sends nothing, says why
+
+    etcd_lab.start(etcd_lab.member("dc2"))
+    etcd_lab.start(etcd_lab.member("dc3"))
+    etcd_lab.wait_healthy()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and dict((h, lab.writable(h)) for h in lab.hosts) != writable:
+        time.sleep(1)
+    assert dict((h, lab.writable(h)) for h in lab.hosts) == writable  # the same primaries, unfenced
+    assert lab.primaries() == before  # no failover happened, no epoch moved
+    assert checksums(lab["dc2-s2"], ds) == want

@@ -1,0 +1,140 @@
+# Copyright: smc.backend contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A small client for etcd's v3 JSON API (the gRPC gateway), standard library only; ships to hosts.
+
+Only what the agent needs: leases (grant, keep alive, revoke), range reads by prefix and transactions that
+compare one key's revision before they write (compare-and-swap). Every call goes to the first endpoint that
+answers within ``timeout`` seconds; an endpoint that fails is tried last next time. Keys and values are text;
+the API's base64 stays inside this file.
+"""
+
+import base64
+import json
+import ssl
+import urllib.error
+import urllib.request
+
+__all__ = ["EtcdError", "Unavailable", "Client", "prefix_end"]
+
+
+class EtcdError(Exception):
+    """etcd answered, but not with success (the message names the call and etcd's own error)."""
+
+
+class Unavailable(EtcdError):
+    """No endpoint answered: the cluster is unreachable from here or has no quorum."""
+
+
+def _b64(text):
+    raw = text if isinstance(text, bytes) else text.encode("utf-8")
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _text(b64):
+    return base64.b64decode(b64).decode("utf-8") if b64 else ""
+
+
+def prefix_end(prefix):
+    """The range end (bytes) that selects every key starting with ``prefix``."""
+    raw = bytearray(prefix.encode("utf-8"))
+    while raw:
+        if raw[-1] < 0xFF:
+            raw[-1] += 1
+            return bytes(raw)
+        raw.pop()
+    return b"\0"
+
+
+class Client:
+    def __init__(self, endpoints, timeout=2.0, ca_file=None, cert_file=None, key_file=None):
+        if not endpoints:
+            raise ValueError("etcd endpoints: at least one URL (https://host:2379) is needed")
+        self.endpoints = list(endpoints)
+        self.timeout = timeout
+        self.context = None
+        if any(e.startswith("https://") for e in self.endpoints):
+            self.context = ssl.create_default_context(cafile=ca_file)
+            if cert_file:
+                self.context.load_cert_chain(cert_file, key_file)
+
+    def call(self, path, body):
+        """POST ``body`` to /v3/``path`` on the first endpoint that answers; returns the decoded JSON."""
+        data = json.dumps(body).encode("utf-8")
+        errors = []
+        for endpoint in list(self.endpoints):
+            request = urllib.request.Request(endpoint.rstrip("/") + "/v3/" + path, data=data,
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as resp:
+                    answer = json.loads(resp.read().decode("utf-8") or "{}")
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode("utf-8", "replace")[:300]
+                if exc.code >= 500 or "no leader" in detail or "timed out" in detail:
+                    errors.append("%s: HTTP %d %s" % (endpoint, exc.code, detail))
+                    self._demote(endpoint)
+                    continue
+                raise EtcdError("etcd %s at %s: HTTP %d %s" % (path, endpoint, exc.code, detail))
+            except (OSError, ValueError) as exc:
+                errors.append("%s: %s" % (endpoint, exc))
+                self._demote(endpoint)
+                continue
+            if isinstance(answer, dict) and "error" in answer:
+                raise EtcdError("etcd %s at %s: %s" % (path, endpoint, answer.get("message") or answer["error"]))
+            return answer.get("result", answer) if isinstance(answer, dict) else answer
+        raise Unavailable("etcd %s: no endpoint answered (%s)" % (path, "; ".join(errors)))
+
+    def _demote(self, endpoint):
+        if endpoint in self.endpoints and len(self.endpoints) > 1:
+            self.endpoints.remove(endpoint)
+            self.endpoints.append(endpoint)
+
+    # leases
+    def grant(self, ttl):
+        return int(self.call("lease/grant", {"TTL": int(ttl)})["ID"])
+
+    def keepalive(self, lease):
+        """Seconds the lease has left after this renewal; 0 when etcd no longer knows it (expired)."""
+        return int(self.call("lease/keepalive", {"ID": str(lease)}).get("TTL") or 0)
+
+    def revoke(self, lease):
+        self.call("lease/revoke", {"ID": str(lease)})
+
+    # keys
+    def range(self, prefix):
+        """{key: (value, mod_revision, lease)} of every key under ``prefix``, and the store's revision."""
+        answer = self.call("kv/range", {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))})
+        out = {}
+        for kv in answer.get("kvs") or []:
+            out[_text(kv["key"])] = (_text(kv.get("value")), int(kv.get("mod_revision") or 0), int(kv.get("lease") or 0))
+        return out, int((answer.get("header") or {}).get("revision") or 0)
+
+    def put(self, key, value, lease=0):
+        body = {"key": _b64(key), "value": _b64(value)}
+        if lease:
+            body["lease"] = str(lease)
+        self.call("kv/put", body)
+
+    def put_many(self, items, lease=0, batch=100):
+        """Several puts in as few transactions as etcd allows (it takes 128 operations per transaction)."""
+        items = list(items)
+        for start in range(0, len(items), batch):
+            ops = []
+            for key, value in items[start:start + batch]:
+                put = {"key": _b64(key), "value": _b64(value)}
+                if lease:
+                    put["lease"] = str(lease)
+                ops.append({"request_put": put})
+            self.call("kv/txn", {"success": ops})
+
+    def swap(self, key, value, mod_revision, lease=0):
+        """Write ``key`` only if its mod_revision is still ``mod_revision`` (0: only if it does not exist).
+        True when written; False when someone else changed it first."""
+        put = {"key": _b64(key), "value": _b64(value)}
+        if lease:
+            put["lease"] = str(lease)
+        compare = {"key": _b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": str(mod_revision)}
+        answer = self.call("kv/txn", {"compare": [compare], "success": [{"request_put": put}]})
+        return bool(answer.get("succeeded"))
+
+    def delete(self, key):
+        self.call("kv/deleterange", {"key": _b64(key)})

@@ -1,0 +1,126 @@
+# Copyright: smc.backend contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Who may be primary, decided from etcd's state (pure; ships to hosts, where the HA loop applies it).
+
+The model is Patroni's: every storage host holds a lease (key ``<prefix>hosts/<host>``); a project's primary
+and epoch live in ``<prefix>primary/<project>``, written only by compare-and-swap on that key's revision. When
+the primary's lease is gone, every live host holding a copy publishes how far its copy goes (newest snapshot:
+creation time, GUID, name) under ``<prefix>candidates/<project>/<epoch>/<host>`` with its own lease. Once every
+live holder has spoken (or ``collect_seconds`` passed), the most up-to-date copy wins (ties: the plan's order of
+copies, primary first), and only the winner writes the primary key, at epoch + 1, by CAS. A host that cannot
+renew its lease fences itself (its primaries read-only) before the lease can expire: ``timing_errors`` states
+the inequalities.
+"""
+
+import json
+
+__all__ = ["TimingError", "timing_errors", "keys", "parse_state", "newest_rank", "elect", "decide"]
+
+
+class TimingError(ValueError):
+    """HA timeouts that would allow two writable copies."""
+
+
+def timing_errors(ttl, renew_every, fence_after, skew_margin, tick):
+    """The ordering that keeps one writer: a renewal is tried at least twice before fencing, and a host fences
+    itself (within one tick) before its lease can expire at etcd, with room for clock rate differences.
+
+        2 * renew_every <= fence_after   and   fence_after + tick + skew_margin < ttl
+    """
+    errors = []
+    if not 0 < renew_every or not 0 < tick:
+        errors.append("ha.renew_every and ha.tick must be > 0")
+    if 2 * renew_every > fence_after:
+        errors.append("ha.fence_after (%s s) must be at least 2 x ha.renew_every (%s s): one failed renewal must "
+                      "not fence a host" % (fence_after, renew_every))
+    if fence_after + tick + skew_margin >= ttl:
+        errors.append("ha.fence_after + ha.tick + ha.skew_margin (%s + %s + %s s) must be below ha.lease_ttl (%s s): "
+                      "a host must be read-only before its lease can expire" % (fence_after, tick, skew_margin, ttl))
+    return errors
+
+
+def keys(prefix):
+    return {"hosts": prefix + "hosts/", "primary": prefix + "primary/", "candidates": prefix + "candidates/"}
+
+
+def parse_state(kvs, prefix):
+    """etcd's range of ``prefix`` ({key: (value, mod_revision, lease)}) as {alive: set, primary: {pid: {host,
+    epoch, revision}}, candidates: {pid: {epoch: {host: info}}}}. Malformed values are ignored (and listed)."""
+    k = keys(prefix)
+    alive, primary, candidates, bad = set(), {}, {}, []
+    for key, (value, revision, _lease) in kvs.items():
+        try:
+            if key.startswith(k["hosts"]):
+                alive.add(key[len(k["hosts"]):])
+            elif key.startswith(k["primary"]):
+                doc = json.loads(value)
+                primary[key[len(k["primary"]):]] = {"host": str(doc["host"]), "epoch": int(doc["epoch"]),
+                                                    "revision": revision}
+            elif key.startswith(k["candidates"]):
+                pid, epoch, host = key[len(k["candidates"]):].split("/")
+                candidates.setdefault(pid, {}).setdefault(int(epoch), {})[host] = json.loads(value)
+        except (ValueError, KeyError, TypeError):
+            bad.append(key)
+    return {"alive": alive, "primary": primary, "candidates": candidates, "bad": bad}
+
+
+def newest_rank(newest):
+    """How far a copy goes: (creation time, snapshot name) of its newest snapshot; no snapshot ranks lowest."""
+    if not newest:
+        return (-1, "")
+    return (int(newest.get("creation") or 0), str(newest.get("name") or ""))
+
+
+def elect(candidates, order):
+    """The winner among ``candidates`` ({host: {creation, name, guid}}): the most up-to-date copy; ties go to
+    the host first in ``order`` (the plan's copies, primary first)."""
+    position = dict((h, i) for i, h in enumerate(order))
+    ranked = sorted(candidates, key=lambda h: (newest_rank(candidates[h]), -position.get(h, len(order))),
+                    reverse=True)
+    return ranked[0] if ranked else None
+
+
+def decide(me, projects, state, local, waited, collect_seconds):
+    """What this host does for each of its projects, as a list of (action, pid, details) tuples:
+
+    - ("bootstrap", pid, {host, epoch}): no primary in etcd yet and I am the plan's primary: create the key;
+    - ("primary", pid, {epoch}): etcd names me at this epoch: my copy is writable;
+    - ("replica", pid, {host, epoch}): etcd names another host: my copy stays read-only;
+    - ("candidate", pid, {epoch, newest}): the primary's lease is gone: publish how far my copy goes;
+    - ("claim", pid, {epoch, revision, over}): I won the election: CAS the primary key to epoch + 1;
+    - ("wait", pid, {reason}): an election is under way or cannot be decided.
+
+    ``projects``: {pid: [copies, plan primary first]} (host names); ``state``: parse_state(); ``local``: {pid:
+    newest snapshot of my copy or None}; ``waited``: {pid: seconds since I first saw its election}."""
+    out = []
+    for pid, copies in sorted(projects.items()):
+        current = state["primary"].get(pid)
+        if current is None:
+            if copies and copies[0] == me:
+                out.append(("bootstrap", pid, {"host": me, "epoch": None}))
+            else:
+                out.append(("wait", pid, {"reason": "no primary in etcd yet"}))
+            continue
+        holder, epoch = current["host"], current["epoch"]
+        if holder == me:
+            out.append(("primary", pid, {"epoch": epoch}))
+            continue
+        if holder in state["alive"]:
+            out.append(("replica", pid, {"host": holder, "epoch": epoch}))
+            continue
+        # the primary's lease is gone: an election among the live copies at this epoch
+        voters = [h for h in copies if h != holder and h in state["alive"]]
+        spoken = dict((h, v) for h, v in (state["candidates"].get(pid, {}).get(epoch) or {}).items() if h in voters)
+        if me not in spoken:
+            out.append(("candidate", pid, {"epoch": epoch, "newest": local.get(pid)}))
+            continue
+        if len(spoken) < len(voters) and waited.get(pid, 0) < collect_seconds:
+            out.append(("wait", pid, {"reason": "%d of %d live copies reported" % (len(spoken), len(voters))}))
+            continue
+        winner = elect(spoken, [h for h in copies if h != holder])
+        if winner == me:
+            out.append(("claim", pid, {"epoch": epoch + 1, "revision": current["revision"], "over": holder,
+                                       "voters": sorted(spoken)}))
+        else:
+            out.append(("wait", pid, {"reason": "%s wins the election" % winner}))
+    return out

@@ -1,0 +1,433 @@
+# Copyright: smc.backend contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The agent's high-availability loop (``smc-zfs-agent ha``, run by smc-ha.service). Standard library only.
+
+Every ``tick`` seconds: renew this host's lease in etcd (grant a new one when etcd no longer knows it), read
+the HA keys in one range, and act on failover.decide(): bootstrap the primary key of a project from the plan,
+keep the local copy writable exactly when etcd names this host its primary, publish a candidate when a
+primary's lease is gone, claim by compare-and-swap when this copy wins, then send to the others at once.
+
+Fencing comes first: when no renewal succeeded for ``fence_after`` seconds (monotonic clock), every dataset
+this host was primary of goes read-only (marked ``smc:fenced=lease``) and the state file that lets the sender
+act as a primary is removed, before the lease can expire at etcd (failover.timing_errors). Only copies this
+loop fenced are made writable again, and only when etcd still names this host at the same epoch.
+
+The state file (``ha.state``, in /run: gone after a reboot) tells the sender which projects it is primary
+of, at which epoch, and when etcd last confirmed it; the sender ignores a state older than ``fence_after``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import etcd_v3
+import failover
+import host_plan
+import smc_replication as repl
+
+FENCED_PROP = "smc:fenced"
+HA_DEFAULTS = {
+    "enabled": False,
+    "endpoints": [],
+    "prefix": "/smc/",
+    "lease_ttl": 15,
+    "renew_every": 2,
+    "fence_after": 8,
+    "skew_margin": 2,
+    "tick": 1,
+    "collect_seconds": 4,
+    "recheck_every": 15,
+    "request_timeout": 1.5,
+    "state": "/run/smc/ha/state.json",
+    "ca_file": None,
+    "cert_file": None,
+    "key_file": None,
+}
+
+
+class HaError(ValueError):
+    pass
+
+
+def ha_config(cfg):
+    ha = dict(HA_DEFAULTS, **(cfg.get("ha") or {}))
+    errors = failover.timing_errors(ha["lease_ttl"], ha["renew_every"], ha["fence_after"], ha["skew_margin"],
+                                    ha["tick"])
+    if ha["enabled"] and not ha["endpoints"]:
+        errors.append("ha.endpoints: the etcd client URLs are needed when ha.enabled")
+    if not ha["prefix"].startswith("/") or not ha["prefix"].endswith("/"):
+        errors.append("ha.prefix must start and end with '/' (e.g. /smc/)")
+    if errors:
+        raise HaError("; ".join(errors))
+    return ha
+
+
+def write_state(path, doc):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".state.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(doc, f, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def read_state(ha, now=None):
+    """The HA state when it is fresh (confirmed by etcd within fence_after), else None."""
+    try:
+        with open(ha["state"], encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return None
+    now = time.time() if now is None else now
+    if not isinstance(doc, dict) or now - float(doc.get("confirmed") or 0) > ha["fence_after"]:
+        return None
+    return doc
+
+
+def overlay(plan, ha, wait=0.0, peers_wait=0.0):
+    """The plan with etcd's primaries and epochs (sender's view). Without a fresh state (waited for up to
+    ``wait`` seconds, e.g. just after the HA loop started) nothing is primary here: a host that does not know
+    it is primary sends nothing. Peers without a lease are left out (``ha_down``); ``peers_wait`` seconds are
+    given to every peer to take its lease first (a converge starts all HA loops at about the same time)."""
+    start = time.monotonic()
+    doc = read_state(ha)
+    while time.monotonic() - start < max(wait, peers_wait):
+        fresh = doc is not None
+        if fresh and (time.monotonic() - start >= peers_wait or set(plan["hosts"]) <= set(doc.get("alive") or [])):
+            break
+        if not fresh and time.monotonic() - start >= wait:
+            break
+        time.sleep(0.5)
+        doc = read_state(ha)
+    projects = {}
+    index = dict((h, i) for i, h in enumerate(plan["hosts"]))
+    for pid, entry in plan["projects"].items():
+        known = (doc or {}).get("primary", {}).get(pid)
+        entry = dict(entry)
+        if known and known["host"] in index:
+            entry["primary"], entry["epoch"] = index[known["host"]], known["epoch"]
+        elif plan["hosts"][entry["primary"]] == plan["host"]:
+            entry["primary"] = next((i for i in entry["ring"] if plan["hosts"][i] != plan["host"]), entry["primary"])
+            if plan["hosts"][entry["primary"]] == plan["host"]:
+                continue
+        projects[pid] = entry
+    return dict(plan, projects=projects, ha_fresh=doc is not None,
+                ha_down=sorted(set(plan["hosts"]) - set((doc or {}).get("alive") or plan["hosts"])))
+
+
+class Loop:
+    def __init__(self, cfg, ha, client, lease_client, out=sys.stdout):
+        self.cfg, self.ha, self.client, self.lease_client, self.out = cfg, ha, client, lease_client, out
+        self.lock, self.out_lock = threading.Lock(), threading.Lock()
+        self.root = cfg["roots"][0]
+        self.lease = None
+        self.last_renew = None  # monotonic time of the last successful renewal
+        self.fenced = False
+        self.elections = {}  # pid -> monotonic time I first saw its election
+        self.primaries = {}  # pid -> epoch etcd named me primary at (last known)
+        self.sender = None
+        self.doc, self.seen, self.checked, self._plan = None, None, 0.0, None  # the last state written, what it was made from, when
+
+    def log(self, event, **fields):
+        fields.update(event=event, t=round(time.time(), 3))
+        with self.out_lock:
+            self.out.write(json.dumps(fields, sort_keys=True) + "\n")
+            self.out.flush()
+
+    def plan(self):
+        path = self.cfg["replication"]["plan"]
+        try:
+            mtime = os.stat(path).st_mtime
+        except FileNotFoundError:
+            raise HaError("no plan at %s" % path)
+        if self._plan is None or self._plan.get("_mtime") != mtime:
+            self._plan = dict(repl.load_plan(self.cfg, authority=False), _mtime=mtime)
+        return self._plan
+
+    def renew(self, me):
+        """Keep this host's lease (one keepalive); grant a new one, with its host key, when etcd lost it."""
+        if self.lease is not None:
+            if self.lease_client.keepalive(self.lease) > 0:
+                return
+            # etcd forgot the lease (this host was paused or cut off longer than its TTL): others may have
+            # taken over already, so fence before anything else
+            self.log("lease-lost", lease=self.lease)
+            self.last_renew = None  # the main loop decides nothing until the new lease is held
+            if not self.fenced:
+                self.fence("lease %d expired" % self.lease)
+        lease = self.lease_client.grant(self.ha["lease_ttl"])
+        self.lease_client.put(failover.keys(self.ha["prefix"])["hosts"] + me, json.dumps({"since": time.time()}),
+                              lease=lease)
+        self.lease = lease
+        self._remember_lease(lease)
+        self.log("lease", lease=lease, ttl=self.ha["lease_ttl"])
+
+    def _remember_lease(self, lease):
+        """A restarted loop (an upgrade) keeps the lease it had: no failover for a service restart."""
+        path = os.path.join(os.path.dirname(self.ha["state"]), "lease")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".new", "w", encoding="utf-8") as f:
+            f.write("%d\n" % lease)
+        os.replace(path + ".new", path)
+
+    def _recall_lease(self):
+        try:
+            with open(os.path.join(os.path.dirname(self.ha["state"]), "lease"), encoding="utf-8") as f:
+                lease = int(f.read().strip())
+            if self.lease_client.keepalive(lease) > 0:
+                return lease
+        except (OSError, ValueError, etcd_v3.EtcdError):
+            pass
+        return None
+
+    def keep_lease(self, me):
+        """The keepalive thread: renews every renew_every seconds whatever the main loop is doing, and fences
+        this host once no renewal succeeded for fence_after seconds (before the lease can expire at etcd)."""
+        started = time.monotonic()
+        self.lease = self._recall_lease()
+        if self.lease is not None:
+            self.last_renew = time.monotonic()
+            self.log("lease", lease=self.lease, ttl=self.ha["lease_ttl"], kept=True)
+        while True:
+            began = time.monotonic()
+            try:
+                self.renew(me)
+                self.last_renew = time.monotonic()
+            except etcd_v3.EtcdError as exc:
+                since = time.monotonic() - (self.last_renew if self.last_renew is not None else started)
+                if since >= self.ha["fence_after"] and not self.fenced:
+                    # not behind the main loop's lock: fencing must not wait for a slow apply (the apply
+                    # checks the flag before it makes anything writable)
+                    self.fence("no renewal for %.1f s: %s" % (since, exc))
+            except (OSError, ValueError) as exc:
+                self.log("error", error="keepalive: %s" % str(exc)[:300])
+            time.sleep(max(0.1, self.ha["renew_every"] - (time.monotonic() - began)))
+
+    def lease_fresh(self):
+        return self.last_renew is not None and time.monotonic() - self.last_renew < self.ha["fence_after"]
+
+    def fence(self, reason):
+        """Every writable copy on this host goes read-only and its project's processes stop, before this
+        host's lease can expire elsewhere (after a reboot it does not know which ones it served: all of them)."""
+        self.fenced = True
+        try:
+            os.unlink(self.ha["state"])
+        except FileNotFoundError:
+            pass
+        # one listing and one zfs set for every writable copy: the window after a freeze must be short
+        p = repl.run(["zfs", "list", "-H", "-o", "name,readonly", "-d", "1", "-t", "filesystem", self.root], check=False)
+        done = sorted(line.split("\t")[0] for line in p.stdout.splitlines()
+                      if line.endswith("\toff") and line.split("\t")[0] != self.root)
+        if done:
+            p = repl.run(["zfs", "set", "readonly=on", "%s=lease" % FENCED_PROP] + done, check=False)
+            if p.returncode != 0:
+                self.log("error", error="fence: zfs set: %s" % p.stderr.strip()[:300])
+                for ds in done:
+                    repl.run(["zfs", "set", "readonly=on", "%s=lease" % FENCED_PROP, ds], check=False)
+        stopper = self.cfg.get("ha", {}).get("stop_project_command") or "/usr/local/sbin/smc-project"
+        if done and os.path.exists(stopper):
+            for ds in done:
+                repl.run([stopper, "stop", ds.rsplit("/", 1)[1]], check=False)
+        self.fenced, self.doc = True, None
+        self.log("fenced", reason=reason, datasets=done)
+
+    def step(self):
+        plan = self.plan()
+        now = time.monotonic()
+        if self.lease is None or not self.lease_fresh():
+            return  # the keepalive thread has no fresh lease: nothing may be decided (it fences when due)
+        try:
+            kvs, rev = self.client.range(self.ha["prefix"])
+        except etcd_v3.EtcdError as exc:
+            self.log("error", error="range: %s" % str(exc)[:300])
+            return
+        # Nothing changed in etcd or in the plan, no election running, checked the datasets lately: only the
+        # confirmation is renewed (a tick then costs two HTTP calls, no zfs command; guests are slow).
+        seen = (rev, plan.get("_mtime"))
+        if self.doc is not None and seen == self.seen and not self.fenced and not self.elections \
+                and now - self.checked < self.ha["recheck_every"]:
+            self.doc["confirmed"] = time.time()
+            write_state(self.ha["state"], self.doc)
+            return
+        with self.lock:
+            if self.fenced and not self.lease_fresh():
+                return
+            self.apply(plan, failover.parse_state(kvs, self.ha["prefix"]))
+        self.seen, self.checked = seen, now
+
+    def apply(self, plan, state):
+        """Act on etcd's state with a fresh lease. The keepalive thread may fence meanwhile: then nothing is
+        made writable for the rest of this pass (``self.fenced``)."""
+        self.fenced = False
+        me, names = plan["host"], plan["hosts"]
+        projects, datasets = {}, {}
+        for pid, entry in plan["projects"].items():
+            _primary, projects[pid] = host_plan.copies(
+                [names[i] for i in entry["ring"]],
+                {"primary": names[entry["primary"]], "extra": [names[i] for i in entry.get("extra") or []]})
+            datasets[pid] = "%s/%s" % (self.root, pid)
+        have = repl.listing(self.root, sorted(datasets.values()))
+        local = {}
+        for pid, ds in datasets.items():
+            newest = repl.replication_plan.newest(have[ds]["snapshots"]) if ds in have else None
+            local[pid] = newest and {"name": newest["name"], "guid": newest["guid"], "creation": newest["creation"]}
+        primary, claimed, candidates, demote = {}, [], [], []
+        k = failover.keys(self.ha["prefix"])
+        for action, pid, info in failover.decide(me, projects, state, local, self._waited(state),
+                                                 self.ha["collect_seconds"]):
+            ds = datasets[pid]
+            if action == "bootstrap":
+                epoch = max(plan["projects"][pid]["epoch"], have.get(ds, {}).get("epoch", 0))
+                if self.client.swap(k["primary"] + pid, json.dumps({"host": me, "epoch": epoch}), 0):
+                    self.log("bootstrap", project=pid, epoch=epoch)
+                    primary[pid] = epoch
+            elif action == "primary":
+                primary[pid] = info["epoch"]
+                self._writable(ds, have.get(ds), info["epoch"])
+            elif action == "replica" and (have.get(ds) or {}).get("role") == "primary":
+                demote.append(ds)
+            elif action == "candidate" and info["newest"] is not None:
+                # (a copy without a snapshot cannot serve: the others decide without it)
+                key = "%s%s/%d/%s" % (k["candidates"], pid, info["epoch"], me)
+                candidates.append((key, json.dumps(info["newest"], sort_keys=True)))
+                self.log("candidate", project=pid, epoch=info["epoch"], newest=info["newest"]["name"])
+            elif action == "claim":
+                doc = json.dumps({"host": me, "epoch": info["epoch"], "over": info["over"]})
+                if self.client.swap(k["primary"] + pid, doc, info["revision"]):
+                    self.log("claimed", project=pid, epoch=info["epoch"], over=info["over"], voters=info["voters"],
+                             newest=local[pid] and local[pid]["name"])
+                    primary[pid] = info["epoch"]
+                    self._promote(ds, info["epoch"])
+                    claimed.append(pid)
+        if demote:
+            self._demote(demote, state)
+        if candidates:
+            self.client.put_many(candidates, lease=self.lease)  # one transaction for all of them
+        self.primaries = primary
+        known = dict((pid, {"host": v["host"], "epoch": v["epoch"]}) for pid, v in state["primary"].items()
+                     if pid in plan["projects"])
+        known.update((pid, {"host": me, "epoch": e}) for pid, e in primary.items())
+        if self.fenced:
+            return  # fenced during this pass: no state that would let the sender act as a primary
+        self.doc = {"confirmed": time.time(), "host": me, "lease": self.lease, "primary": known,
+                    "alive": sorted(state["alive"])}
+        write_state(self.ha["state"], self.doc)
+        if claimed:
+            self._send_now(claimed)
+
+    def _waited(self, state):
+        """{pid: seconds since I first saw its primary's lease gone}; forgets elections that ended."""
+        now = time.monotonic()
+        self.elections = dict((pid, self.elections.get(pid, now)) for pid, cur in state["primary"].items()
+                              if cur["host"] not in state["alive"])
+        return dict((pid, now - first) for pid, first in self.elections.items())
+
+    def _writable(self, ds, have, epoch):
+        """etcd names me primary: writable, unless someone else (a switchover) made it read-only on purpose."""
+        if have is None or not have["readonly"] or self.fenced:
+            return
+        mark = repl.props(ds, [FENCED_PROP]) or {}
+        if mark.get(FENCED_PROP) == "lease":
+            repl.run(["zfs", "set", "readonly=off", "%s=%d" % (repl.EPOCH_PROP, max(epoch, have["epoch"])), ds])
+            repl.run(["zfs", "inherit", FENCED_PROP, ds], check=False)
+            self.log("unfenced", dataset=ds, epoch=epoch)
+
+    def _demote(self, datasets, state):
+        """etcd names other hosts for copies this host served as primary (a returning old primary, fenced or
+        not): replicas now, read-only first (one command for all), then unmounted (their users were stopped
+        when it fenced), so the new primary's next send keeps their divergent tails aside (quarantine) and
+        seeds them again; never merged. A replica someone made writable by hand is the sender's to find."""
+        repl.run(["zfs", "set", "readonly=on", "smc:role=replica"] + datasets)
+        repl.run(["zfs", "inherit", FENCED_PROP] + datasets, check=False)
+        for ds in datasets:
+            repl.run(["zfs", "unmount", ds], check=False)
+        self.log("demoted", datasets=datasets,
+                 primaries=sorted(set(state["primary"][d.rsplit("/", 1)[1]]["host"] for d in datasets)))
+
+    def _promote(self, ds, epoch):
+        repl.run(["zfs", "set", "%s=%d" % (repl.EPOCH_PROP, epoch), "smc:role=primary", "readonly=off", ds])
+        repl.run(["zfs", "inherit", FENCED_PROP, ds], check=False)
+        if repl.run(["zfs", "get", "-H", "-o", "value", "mounted", ds]).stdout.strip() == "no":
+            repl.run(["zfs", "mount", ds], check=False)
+
+    def _send_now(self, pids):
+        """A new primary replicates to the other copies at once (in the background; one sender per host)."""
+        if self.sender is not None and self.sender.poll() is None:
+            return
+        agent = os.path.join(os.path.dirname(os.path.realpath(sys.argv[0])), "smc-zfs-agent")
+        self.sender = subprocess.Popen([sys.executable, agent, "replicate"], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+        self.log("sending", projects=pids)
+
+    def run_forever(self):
+        keeper = threading.Thread(target=self.keep_lease, args=(self.plan()["host"],), daemon=True, name="lease")
+        keeper.start()
+        while keeper.is_alive():
+            started = time.monotonic()
+            try:
+                self.step()
+            except (HaError, etcd_v3.EtcdError, repl.ReplicationError, host_plan.PlanError, OSError, ValueError) as exc:
+                self.log("error", error=str(exc)[:500])
+            time.sleep(max(0.1, self.ha["tick"] - (time.monotonic() - started)))
+        raise HaError("the keepalive thread stopped")
+
+
+def client_for(ha):
+    return etcd_v3.Client(ha["endpoints"], timeout=ha["request_timeout"], ca_file=ha["ca_file"],
+                          cert_file=ha["cert_file"], key_file=ha["key_file"])
+
+
+def cmd_ha(cfg):
+    ha = ha_config(cfg)
+    if not ha["enabled"]:
+        raise HaError("ha.enabled is false in the agent config; nothing to run")
+    Loop(cfg, ha, client_for(ha), client_for(ha)).run_forever()
+
+
+def cmd_ha_status(cfg):
+    """This host's view: its state file and etcd's primaries of its projects."""
+    ha = ha_config(cfg)
+    doc = read_state(ha)
+    out = {"enabled": ha["enabled"], "fresh": doc is not None, "state": doc}
+    if ha["enabled"]:
+        try:
+            kvs, rev = client_for(ha).range(ha["prefix"])
+            state = failover.parse_state(kvs, ha["prefix"])
+            out.update(etcd="ok", revision=rev, alive=sorted(state["alive"]),
+                       primary=dict((p, {"host": v["host"], "epoch": v["epoch"]}) for p, v in state["primary"].items()))
+        except etcd_v3.EtcdError as exc:
+            out.update(etcd="unavailable", error=str(exc)[:300],
+                       reason="no failover can happen from here until etcd answers (no quorum or unreachable)")
+    return out
+
+
+def take_over(cfg, pid, me, epoch):
+    """A planned switchover's promote, with HA on: etcd's primary key of ``pid`` moves to this host at ``epoch``
+    by CAS, only from epoch - 1 (the fenced old primary's). The local state follows at once, so the sender
+    replicates as the new primary without waiting for the loop. Returns the previous holder."""
+    ha = ha_config(cfg)
+    client = client_for(ha)
+    key = failover.keys(ha["prefix"])["primary"] + pid
+    kvs, _rev = client.range(key)
+    value, revision, _lease = kvs.get(key, ("", 0, 0))
+    before = json.loads(value) if value else None
+    if before is not None and before.get("epoch") != epoch - 1:
+        raise HaError("etcd has %s at epoch %s as primary of %s, not epoch %d: another failover or switchover "
+                      "happened; nothing changed" % (before.get("host"), before.get("epoch"), pid, epoch - 1))
+    if not client.swap(key, json.dumps({"host": me, "epoch": epoch, "over": before and before.get("host")}),
+                       revision):
+        raise HaError("etcd's primary of %s changed while switching over; nothing changed" % pid)
+    note_primary(ha, pid, me, epoch)
+    return before and before.get("host")
+
+
+def note_primary(ha, pid, host, epoch):
+    """Update one project in the local state (keeps its confirmation time; the loop rewrites it each tick)."""
+    doc = read_state(ha)
+    if doc is None:
+        return
+    doc.setdefault("primary", {})[pid] = {"host": host, "epoch": epoch}
+    write_state(ha["state"], doc)
