@@ -14,7 +14,7 @@ the inequalities.
 
 import json
 
-__all__ = ["TimingError", "timing_errors", "keys", "parse_state", "newest_rank", "elect", "decide"]
+__all__ = ["TimingError", "timing_errors", "keys", "parse_state", "serving", "newest_rank", "elect", "decide"]
 
 
 class TimingError(ValueError):
@@ -44,24 +44,35 @@ def keys(prefix):
 
 
 def parse_state(kvs, prefix):
-    """etcd's range of ``prefix`` ({key: (value, mod_revision, lease)}) as {alive: set, primary: {pid: {host,
-    epoch, revision}}, candidates: {pid: {epoch: {host: info}}}}. Malformed values are ignored (and listed)."""
+    """etcd's range of ``prefix`` ({key: (value, mod_revision, lease)}) as {alive: set, leases: {host: lease},
+    primary: {pid: {host, epoch, lease, revision}}, candidates: {pid: {epoch: {host: info}}}}. Malformed values
+    are ignored (and listed)."""
     k = keys(prefix)
-    alive, primary, candidates, bad = set(), {}, {}, []
-    for key, (value, revision, _lease) in kvs.items():
+    alive, leases, primary, candidates, bad = set(), {}, {}, {}, []
+    for key, (value, revision, lease) in kvs.items():
         try:
             if key.startswith(k["hosts"]):
                 alive.add(key[len(k["hosts"]):])
+                leases[key[len(k["hosts"]):]] = lease
             elif key.startswith(k["primary"]):
                 doc = json.loads(value)
                 primary[key[len(k["primary"]):]] = {"host": str(doc["host"]), "epoch": int(doc["epoch"]),
-                                                    "revision": revision}
+                                                    "lease": int(doc.get("lease") or 0), "revision": revision}
             elif key.startswith(k["candidates"]):
                 pid, epoch, host = key[len(k["candidates"]):].split("/")
                 candidates.setdefault(pid, {}).setdefault(int(epoch), {})[host] = json.loads(value)
         except (ValueError, KeyError, TypeError):
             bad.append(key)
-    return {"alive": alive, "primary": primary, "candidates": candidates, "bad": bad}
+    return {"alive": alive, "leases": leases, "primary": primary, "candidates": candidates, "bad": bad}
+
+
+def serving(state, pid):
+    """Whether the primary etcd names for ``pid`` still holds the lease it was named under: a host whose lease
+    expired (paused, cut off) and that took a new one is not the primary any more until an election says so."""
+    current = state["primary"].get(pid)
+    if current is None or current["host"] not in state["alive"]:
+        return False
+    return not current["lease"] or state["leases"].get(current["host"]) == current["lease"]
 
 
 def newest_rank(newest):
@@ -84,8 +95,8 @@ def decide(me, projects, state, local, waited, collect_seconds):
     """What this host does for each of its projects, as a list of (action, pid, details) tuples:
 
     - ("bootstrap", pid, {host, epoch}): no primary in etcd yet and I am the plan's primary: create the key;
-    - ("primary", pid, {epoch}): etcd names me at this epoch: my copy is writable;
-    - ("replica", pid, {host, epoch}): etcd names another host: my copy stays read-only;
+    - ("primary", pid, {epoch}): etcd names me at this epoch, under the lease I hold: my copy is writable;
+    - ("replica", pid, {host, epoch}): etcd names another host that holds its lease: my copy stays read-only;
     - ("candidate", pid, {epoch, newest}): the primary's lease is gone: publish how far my copy goes;
     - ("claim", pid, {epoch, revision, over}): I won the election: CAS the primary key to epoch + 1;
     - ("wait", pid, {reason}): an election is under way or cannot be decided.
@@ -102,14 +113,15 @@ def decide(me, projects, state, local, waited, collect_seconds):
                 out.append(("wait", pid, {"reason": "no primary in etcd yet"}))
             continue
         holder, epoch = current["host"], current["epoch"]
-        if holder == me:
-            out.append(("primary", pid, {"epoch": epoch}))
+        if serving(state, pid):
+            if holder == me:
+                out.append(("primary", pid, {"epoch": epoch}))
+            else:
+                out.append(("replica", pid, {"host": holder, "epoch": epoch}))
             continue
-        if holder in state["alive"]:
-            out.append(("replica", pid, {"host": holder, "epoch": epoch}))
-            continue
-        # the primary's lease is gone: an election among the live copies at this epoch
-        voters = [h for h in copies if h != holder and h in state["alive"]]
+        # the primary's lease is gone: an election among the live copies at this epoch (the old primary too,
+        # when it came back with a new lease: it has to win like anyone else)
+        voters = [h for h in copies if h in state["alive"]]
         spoken = dict((h, v) for h, v in (state["candidates"].get(pid, {}).get(epoch) or {}).items() if h in voters)
         if me not in spoken:
             out.append(("candidate", pid, {"epoch": epoch, "newest": local.get(pid)}))
@@ -117,7 +129,7 @@ def decide(me, projects, state, local, waited, collect_seconds):
         if len(spoken) < len(voters) and waited.get(pid, 0) < collect_seconds:
             out.append(("wait", pid, {"reason": "%d of %d live copies reported" % (len(spoken), len(voters))}))
             continue
-        winner = elect(spoken, [h for h in copies if h != holder])
+        winner = elect(spoken, copies)
         if winner == me:
             out.append(("claim", pid, {"epoch": epoch + 1, "revision": current["revision"], "over": holder,
                                        "voters": sorted(spoken)}))

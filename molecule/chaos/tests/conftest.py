@@ -104,7 +104,7 @@ class Lab:
 
 
 class Sampler(threading.Thread):
-    """About once a second: every reachable, settled host's writable project datasets; two hosts with the
+    """Every two seconds or so: every reachable, settled host's writable project datasets; two hosts with the
     same one writable at the same sample is a split brain."""
 
     def __init__(self, lab):
@@ -129,7 +129,7 @@ class Sampler(threading.Thread):
             if bad:
                 self.violations.append((time.time(), bad))
             self.samples += 1
-            self.stop.wait(1.0)
+            self.stop.wait(2.0)
 
     def _one(self, name, seen):
         try:

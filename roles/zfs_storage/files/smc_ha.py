@@ -217,22 +217,32 @@ class Loop:
             os.unlink(self.ha["state"])
         except FileNotFoundError:
             pass
-        # one listing and one zfs set for every writable copy: the window after a freeze must be short
+        # the copies etcd last named this host primary of first, in one command (no listing before it), then
+        # one listing and one zfs set for any other writable copy: the window after a freeze must be short
+        first = ["%s/%s" % (self.root, pid) for pid in sorted(self.primaries)]
+        if first:
+            repl.run(["zfs", "set", "readonly=on", "%s=lease" % FENCED_PROP] + first, check=False)
         p = repl.run(["zfs", "list", "-H", "-o", "name,readonly", "-d", "1", "-t", "filesystem", self.root], check=False)
+        try:
+            mine = set("%s/%s" % (self.root, pid) for pid in self.plan()["projects"])
+        except (HaError, host_plan.PlanError, OSError, ValueError):
+            mine = None  # no readable plan: every writable child (better too many read-only than two writers)
         done = sorted(line.split("\t")[0] for line in p.stdout.splitlines()
-                      if line.endswith("\toff") and line.split("\t")[0] != self.root)
+                      if line.endswith("\toff") and line.split("\t")[0] != self.root
+                      and (mine is None or line.split("\t")[0] in mine))
         if done:
             p = repl.run(["zfs", "set", "readonly=on", "%s=lease" % FENCED_PROP] + done, check=False)
             if p.returncode != 0:
                 self.log("error", error="fence: zfs set: %s" % p.stderr.strip()[:300])
                 for ds in done:
                     repl.run(["zfs", "set", "readonly=on", "%s=lease" % FENCED_PROP, ds], check=False)
+        fenced = sorted(set(first + done))
         stopper = self.cfg.get("ha", {}).get("stop_project_command") or "/usr/local/sbin/smc-project"
-        if done and os.path.exists(stopper):
-            for ds in done:
+        if fenced and os.path.exists(stopper):
+            for ds in fenced:
                 repl.run([stopper, "stop", ds.rsplit("/", 1)[1]], check=False)
         self.fenced, self.doc = True, None
-        self.log("fenced", reason=reason, datasets=done)
+        self.log("fenced", reason=reason, datasets=fenced)
 
     def step(self):
         plan = self.plan()
@@ -240,13 +250,14 @@ class Loop:
         if self.lease is None or not self.lease_fresh():
             return  # the keepalive thread has no fresh lease: nothing may be decided (it fences when due)
         try:
-            kvs, rev = self.client.range(self.ha["prefix"])
+            kvs, _rev = self.client.range(self.ha["prefix"])
         except etcd_v3.EtcdError as exc:
             self.log("error", error="range: %s" % str(exc)[:300])
             return
         # Nothing changed in etcd or in the plan, no election running, checked the datasets lately: only the
         # confirmation is renewed (a tick then costs two HTTP calls, no zfs command; guests are slow).
-        seen = (rev, plan.get("_mtime"))
+        state = failover.parse_state(kvs, self.ha["prefix"])
+        seen = (self._digest(plan, state), plan.get("_mtime"))
         if self.doc is not None and seen == self.seen and not self.fenced and not self.elections \
                 and now - self.checked < self.ha["recheck_every"]:
             self.doc["confirmed"] = time.time()
@@ -255,8 +266,18 @@ class Loop:
         with self.lock:
             if self.fenced and not self.lease_fresh():
                 return
-            self.apply(plan, failover.parse_state(kvs, self.ha["prefix"]))
+            self.apply(plan, state)
         self.seen, self.checked = seen, now
+
+    @staticmethod
+    def _digest(plan, state):
+        """What of etcd's state concerns this host's projects (other projects' churn costs it nothing)."""
+        mine = plan["projects"]
+        return json.dumps([sorted(state["leases"].items()),
+                           sorted((p, v["host"], v["epoch"], v["lease"]) for p, v in state["primary"].items()
+                                  if p in mine),
+                           sorted((p, e, sorted(c)) for p, by in state["candidates"].items() if p in mine
+                                  for e, c in by.items())])
 
     def apply(self, plan, state):
         """Act on etcd's state with a fresh lease. The keepalive thread may fence meanwhile: then nothing is
@@ -269,10 +290,14 @@ class Loop:
                 [names[i] for i in entry["ring"]],
                 {"primary": names[entry["primary"]], "extra": [names[i] for i in entry.get("extra") or []]})
             datasets[pid] = "%s/%s" % (self.root, pid)
-        have = repl.listing(self.root, sorted(datasets.values()))
+        have = self._datasets()
+        # snapshots only of the projects in an election (one listing): how far each of my copies goes
+        voting = sorted(datasets[p] for p in state["primary"]
+                        if p in datasets and not failover.serving(state, p) and datasets[p] in have)
+        snaps = repl.listing(self.root, voting) if voting else {}
         local = {}
         for pid, ds in datasets.items():
-            newest = repl.replication_plan.newest(have[ds]["snapshots"]) if ds in have else None
+            newest = repl.replication_plan.newest(snaps[ds]["snapshots"]) if ds in snaps else None
             local[pid] = newest and {"name": newest["name"], "guid": newest["guid"], "creation": newest["creation"]}
         primary, claimed, candidates, demote = {}, [], [], []
         k = failover.keys(self.ha["prefix"])
@@ -281,7 +306,7 @@ class Loop:
             ds = datasets[pid]
             if action == "bootstrap":
                 epoch = max(plan["projects"][pid]["epoch"], have.get(ds, {}).get("epoch", 0))
-                if self.client.swap(k["primary"] + pid, json.dumps({"host": me, "epoch": epoch}), 0):
+                if self.client.swap(k["primary"] + pid, json.dumps({"host": me, "epoch": epoch, "lease": self.lease}), 0):
                     self.log("bootstrap", project=pid, epoch=epoch)
                     primary[pid] = epoch
             elif action == "primary":
@@ -295,7 +320,7 @@ class Loop:
                 candidates.append((key, json.dumps(info["newest"], sort_keys=True)))
                 self.log("candidate", project=pid, epoch=info["epoch"], newest=info["newest"]["name"])
             elif action == "claim":
-                doc = json.dumps({"host": me, "epoch": info["epoch"], "over": info["over"]})
+                doc = json.dumps({"host": me, "epoch": info["epoch"], "over": info["over"], "lease": self.lease})
                 if self.client.swap(k["primary"] + pid, doc, info["revision"]):
                     self.log("claimed", project=pid, epoch=info["epoch"], over=info["over"], voters=info["voters"],
                              newest=local[pid] and local[pid]["name"])
@@ -308,7 +333,7 @@ class Loop:
             self.client.put_many(candidates, lease=self.lease)  # one transaction for all of them
         self.primaries = primary
         known = dict((pid, {"host": v["host"], "epoch": v["epoch"]}) for pid, v in state["primary"].items()
-                     if pid in plan["projects"])
+                     if pid in plan["projects"] and failover.serving(state, pid))
         known.update((pid, {"host": me, "epoch": e}) for pid, e in primary.items())
         if self.fenced:
             return  # fenced during this pass: no state that would let the sender act as a primary
@@ -318,11 +343,23 @@ class Loop:
         if claimed:
             self._send_now(claimed)
 
+    def _datasets(self):
+        """{dataset: {readonly, role, epoch}} of every project copy here, in one zfs list (no snapshots)."""
+        p = repl.run(["zfs", "list", "-H", "-p", "-o", "name,readonly,smc:role,%s" % repl.EPOCH_PROP, "-d", "1",
+                      "-t", "filesystem", self.root], check=False)
+        out = {}
+        for line in p.stdout.splitlines():
+            name, readonly, role, epoch = line.split("\t")
+            if name != self.root:
+                out[name] = {"readonly": readonly == "on", "role": None if role == "-" else role,
+                             "epoch": int(epoch) if epoch.isdigit() else 0}
+        return out
+
     def _waited(self, state):
         """{pid: seconds since I first saw its primary's lease gone}; forgets elections that ended."""
         now = time.monotonic()
         self.elections = dict((pid, self.elections.get(pid, now)) for pid, cur in state["primary"].items()
-                              if cur["host"] not in state["alive"])
+                              if not failover.serving(state, pid))
         return dict((pid, now - first) for pid, first in self.elections.items())
 
     def _writable(self, ds, have, epoch):
@@ -409,6 +446,10 @@ def take_over(cfg, pid, me, epoch):
     by CAS, only from epoch - 1 (the fenced old primary's). The local state follows at once, so the sender
     replicates as the new primary without waiting for the loop. Returns the previous holder."""
     ha = ha_config(cfg)
+    mine = read_state(ha)
+    if mine is None or not mine.get("lease"):
+        raise HaError("this host's HA loop holds no fresh lease (smc-ha.service down or etcd unreachable); "
+                      "nothing changed")
     client = client_for(ha)
     key = failover.keys(ha["prefix"])["primary"] + pid
     kvs, _rev = client.range(key)
@@ -417,8 +458,8 @@ def take_over(cfg, pid, me, epoch):
     if before is not None and before.get("epoch") != epoch - 1:
         raise HaError("etcd has %s at epoch %s as primary of %s, not epoch %d: another failover or switchover "
                       "happened; nothing changed" % (before.get("host"), before.get("epoch"), pid, epoch - 1))
-    if not client.swap(key, json.dumps({"host": me, "epoch": epoch, "over": before and before.get("host")}),
-                       revision):
+    if not client.swap(key, json.dumps({"host": me, "epoch": epoch, "over": before and before.get("host"),
+                                        "lease": mine["lease"]}), revision):
         raise HaError("etcd's primary of %s changed while switching over; nothing changed" % pid)
     note_primary(ha, pid, me, epoch)
     return before and before.get("host")

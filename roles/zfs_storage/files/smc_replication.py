@@ -816,7 +816,8 @@ def cmd_promote(cfg, args, report):
         raise ReplicationError("%s was written to after its newest snapshot; nothing changed" % ds)
     if (cfg.get("ha") or {}).get("enabled"):
         import smc_ha  # noqa: E402 (next to this file)
-        report["etcd_before"] = smc_ha.take_over(cfg, args.project, os.uname().nodename, args.epoch)
+        me = (load_plan(cfg, authority=False) or {}).get("host") or os.uname().nodename
+        report["etcd_before"] = smc_ha.take_over(cfg, args.project, me, args.epoch)
     run(["zfs", "set", "%s=%d" % (EPOCH_PROP, args.epoch), "smc:role=primary", "readonly=off", ds])
     run(["zfs", "inherit", "smc:fenced", ds], check=False)
     if run(["zfs", "get", "-H", "-o", "value", "mounted", ds]).stdout.strip() == "no":

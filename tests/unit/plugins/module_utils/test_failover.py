@@ -111,3 +111,25 @@ def test_malformed_values_are_listed_not_trusted():
 
 def test_a_copy_without_snapshots_ranks_below_any_copy_with_one():
     assert failover.elect({"a": None, "b": snap(1)}, ["a", "b"]) == "b"
+
+
+def test_a_primary_back_with_a_new_lease_is_not_primary_until_an_election_says_so():
+    """Its old lease expired (paused, cut off): others may be electing; it must not write on the old key."""
+    raw = {PREFIX + "hosts/a": ("{}", 5, 91), PREFIX + "hosts/b": ("{}", 5, 92),
+           PREFIX + "primary/p": (json.dumps({"host": "a", "epoch": 3, "lease": 90}), 40, 0)}
+    state = failover.parse_state(raw, PREFIX)
+    assert not failover.serving(state, "p")
+    [(kind, _pid, info)] = failover.decide("a", {"p": ["a", "b"]}, state, {"p": snap(100)}, {}, 4)
+    assert (kind, info["epoch"]) == ("candidate", 3)
+    raw[PREFIX + "primary/p"] = (json.dumps({"host": "a", "epoch": 3, "lease": 91}), 41, 0)
+    assert failover.serving(failover.parse_state(raw, PREFIX), "p")
+
+
+def test_the_old_primary_can_win_its_own_election_when_it_is_the_most_up_to_date():
+    state = failover.parse_state({
+        PREFIX + "hosts/a": ("{}", 5, 91), PREFIX + "hosts/b": ("{}", 5, 92),
+        PREFIX + "primary/p": (json.dumps({"host": "a", "epoch": 3, "lease": 90}), 40, 0),
+        PREFIX + "candidates/p/3/a": (json.dumps(snap(200)), 9, 91),
+        PREFIX + "candidates/p/3/b": (json.dumps(snap(100)), 9, 92)}, PREFIX)
+    assert failover.decide("a", {"p": ["a", "b"]}, state, {"p": snap(200)}, {}, 4)[0][0] == "claim"
+    assert failover.decide("b", {"p": ["a", "b"]}, state, {"p": snap(100)}, {}, 4)[0][0] == "wait"
