@@ -9,10 +9,10 @@ the API's base64 stays inside this file.
 """
 
 import base64
+import http.client
 import json
 import ssl
-import urllib.error
-import urllib.request
+import urllib.parse
 
 __all__ = ["EtcdError", "Unavailable", "Client", "prefix_end"]
 
@@ -62,26 +62,41 @@ class Client:
         data = json.dumps(body).encode("utf-8")
         errors = []
         for endpoint in list(self.endpoints):
-            request = urllib.request.Request(endpoint.rstrip("/") + "/v3/" + path, data=data,
-                                             headers={"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as resp:
-                    answer = json.loads(resp.read().decode("utf-8") or "{}")
-            except urllib.error.HTTPError as exc:
-                detail = exc.read().decode("utf-8", "replace")[:300]
-                if exc.code >= 500 or "no leader" in detail or "timed out" in detail:
-                    errors.append("%s: HTTP %d %s" % (endpoint, exc.code, detail))
-                    self._demote(endpoint)
-                    continue
-                raise EtcdError("etcd %s at %s: HTTP %d %s" % (path, endpoint, exc.code, detail))
-            except (OSError, ValueError) as exc:
+                status, text = self._post(endpoint, "/v3/" + path, data)
+            except (OSError, http.client.HTTPException) as exc:
                 errors.append("%s: %s" % (endpoint, exc))
                 self._demote(endpoint)
                 continue
-            if isinstance(answer, dict) and "error" in answer:
-                raise EtcdError("etcd %s at %s: %s" % (path, endpoint, answer.get("message") or answer["error"]))
+            if status >= 500 or (status >= 400 and ("no leader" in text or "timed out" in text)):
+                errors.append("%s: HTTP %d %s" % (endpoint, status, text[:300]))
+                self._demote(endpoint)
+                continue
+            try:
+                answer = json.loads(text or "{}")
+            except ValueError:
+                errors.append("%s: not JSON: %s" % (endpoint, text[:200]))
+                self._demote(endpoint)
+                continue
+            if status >= 400 or (isinstance(answer, dict) and "error" in answer):
+                detail = answer.get("message") or answer.get("error") if isinstance(answer, dict) else text[:300]
+                raise EtcdError("etcd %s at %s: HTTP %d %s" % (path, endpoint, status, detail))
             return answer.get("result", answer) if isinstance(answer, dict) else answer
         raise Unavailable("etcd %s: no endpoint answered (%s)" % (path, "; ".join(errors)))
+
+    def _post(self, endpoint, path, data):
+        url = urllib.parse.urlsplit(endpoint)
+        if url.scheme == "https":
+            conn = http.client.HTTPSConnection(url.hostname, url.port or 2379, timeout=self.timeout,
+                                               context=self.context)
+        else:
+            conn = http.client.HTTPConnection(url.hostname, url.port or 2379, timeout=self.timeout)
+        try:
+            conn.request("POST", url.path.rstrip("/") + path, body=data, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
 
     def _demote(self, endpoint):
         if endpoint in self.endpoints and len(self.endpoints) > 1:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The lab's etcd: three members, one per DC, each a real etcd process in a network namespace of its own,
 wired to the lab's private bridge like a VM (so a DC can be cut off with its storage hosts).
 

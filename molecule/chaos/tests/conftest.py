@@ -64,8 +64,6 @@ class Lab:
                     owned = set(p for p, (h, _e) in self.primaries().items() if h == name)
                 if all(ds.rsplit("/", 1)[1] in owned for ds in mine):
                     break
-                print("[chaos] %.1f s after resuming %s: %d copies still writable" % (time.monotonic() - resumed, name,
-                                                                                     len(mine)), flush=True)
             except (AssertionError, subprocess.TimeoutExpired):
                 pass
             time.sleep(0.5)
@@ -73,6 +71,7 @@ class Lab:
         self.hosts[name].run("date -u -s @%.3f >/dev/null" % time.time(), timeout=120)
         del self.settling[name]
         return window
+
     def link(self, name, up):
         """Plug / unplug the host's tap on the private bridge (its SSH from here goes another way)."""
         subprocess.run(["ip", "-n", self.netns, "link", "set", self.hosts[name].tap, "up" if up else "down"],
