@@ -11,6 +11,36 @@ snapshot = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(snapshot)
 
 
+class FakeEtcdLab:
+    """Stands in for tests/lab/etcd_lab.py: a unit test must never stop or copy the real lab's etcd members."""
+    class EtcdLabError(Exception):
+        pass
+
+    NETNS, BRIDGE = "smclab", "smcbr0"
+
+    def __init__(self):
+        self.calls = []
+
+    def save(self, name):
+        self.calls.append(("save", name))
+
+    def restore(self, name, wait=True):
+        self.calls.append(("restore", name))
+
+    def has(self, name):
+        return True
+
+    def wait_healthy(self):
+        self.calls.append(("wait_healthy",))
+
+
+@pytest.fixture(autouse=True, name="etcd")
+def fixture_etcd(monkeypatch):
+    fake = FakeEtcdLab()
+    monkeypatch.setattr(snapshot, "etcd_lab", fake)
+    return fake
+
+
 def rendered_inventory(tmp_path):
     """The inventory exactly as tests/lab/lab_up.yml writes it, for a 2-DC lab."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROOT, "tests", "lab", "templates")))
@@ -89,7 +119,7 @@ def test_a_save_replaces_an_old_snapshot_and_resumes_even_when_it_fails(monkeypa
     assert {("resume", "a"), ("resume", "b")} <= set(names)
 
 
-def test_blank_is_saved_only_while_no_vm_was_converged(monkeypatch, tmp_path, capsys):
+def test_blank_is_saved_only_while_no_vm_was_converged(monkeypatch, tmp_path, capsys, etcd):
     inventory = rendered_inventory(tmp_path)
     fake = FakeVirsh({"dc1-s1": [], "dc2-s1": []}, ["dc1-s1", "dc2-s1"])
     monkeypatch.setattr(snapshot, "virsh", fake)
@@ -101,3 +131,4 @@ def test_blank_is_saved_only_while_no_vm_was_converged(monkeypatch, tmp_path, ca
     monkeypatch.setattr(snapshot, "hosts_with_path", lambda hosts, key, path: [])
     assert snapshot.main(["save", "blank", "--if-missing", "--unless-path", "/etc/smc", "--inventory", inventory]) == 0
     assert [c[1] for c in fake.calls if c[0] == "snapshot-create-as"] == ["dc1-s1", "dc2-s1"]
+    assert etcd.calls == [("save", "blank")]  # the lab's etcd members are saved with the VMs, once
