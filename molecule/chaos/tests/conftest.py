@@ -26,6 +26,7 @@ class Lab:
         self.hosts, self.common = hosts, common
         self.netns = common.get("smc_lab_netns", "smclab")
         self.paused = set()
+        self.placed = set()
         self.settling = {}  # host -> until when its fresh-from-a-pause state is not sampled (its first tick)
         etcd_lab.NETNS = self.netns
         etcd_lab.BRIDGE = common.get("smc_lab_bridge", etcd_lab.BRIDGE)
@@ -40,6 +41,7 @@ class Lab:
         for h in self.hosts.values():
             h.forget_connection()
         self.paused, self.settling = set(), {}
+        self.placed = set(self.primaries())
 
     def pause(self, name):
         """The host dies as far as anyone can tell: its VM stops (memory kept), mid-whatever it was doing."""
@@ -98,8 +100,11 @@ class Lab:
                     for k, v in zip(lines[0::2], lines[1::2]))
 
     def writable(self, name):
+        """The host's writable copies of placed projects (the HA loop's; demo datasets outside the placement
+        are not its business)."""
         out = self.hosts[name].out("zfs list -H -o name,readonly -d 1 %s" % PROJECTS, timeout=60)
-        return sorted(line.split("\t")[0] for line in out.splitlines()[1:] if line.endswith("\toff"))
+        return sorted(line.split("\t")[0] for line in out.splitlines()[1:]
+                      if line.endswith("\toff") and line.split("\t")[0].rsplit("/", 1)[1] in self.placed)
 
 
 class Sampler(threading.Thread):
