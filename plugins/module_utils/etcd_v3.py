@@ -123,32 +123,28 @@ class Client:
             out[_text(kv["key"])] = (_text(kv.get("value")), int(kv.get("mod_revision") or 0), int(kv.get("lease") or 0))
         return out, int((answer.get("header") or {}).get("revision") or 0)
 
-    def put(self, key, value, lease=0):
+    @staticmethod
+    def _put_op(key, value, lease=0):
         body = {"key": _b64(key), "value": _b64(value)}
         if lease:
             body["lease"] = str(lease)
-        self.call("kv/put", body)
+        return body
+
+    def put(self, key, value, lease=0):
+        self.call("kv/put", self._put_op(key, value, lease))
 
     def put_many(self, items, lease=0, batch=100):
         """Several puts in as few transactions as etcd allows (it takes 128 operations per transaction)."""
         items = list(items)
         for start in range(0, len(items), batch):
-            ops = []
-            for key, value in items[start:start + batch]:
-                put = {"key": _b64(key), "value": _b64(value)}
-                if lease:
-                    put["lease"] = str(lease)
-                ops.append({"request_put": put})
+            ops = [{"request_put": self._put_op(key, value, lease)} for key, value in items[start:start + batch]]
             self.call("kv/txn", {"success": ops})
 
     def swap(self, key, value, mod_revision, lease=0):
         """Write ``key`` only if its mod_revision is still ``mod_revision`` (0: only if it does not exist).
         True when written; False when someone else changed it first."""
-        put = {"key": _b64(key), "value": _b64(value)}
-        if lease:
-            put["lease"] = str(lease)
         compare = {"key": _b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": str(mod_revision)}
-        answer = self.call("kv/txn", {"compare": [compare], "success": [{"request_put": put}]})
+        answer = self.call("kv/txn", {"compare": [compare], "success": [{"request_put": self._put_op(key, value, lease)}]})
         return bool(answer.get("succeeded"))
 
     def delete(self, key):

@@ -325,7 +325,7 @@ class Loop:
                     self.log("claimed", project=pid, epoch=info["epoch"], over=info["over"], voters=info["voters"],
                              newest=local[pid] and local[pid]["name"])
                     primary[pid] = info["epoch"]
-                    self._promote(ds, info["epoch"])
+                    repl.make_primary(ds, info["epoch"])
                     claimed.append(pid)
         if demote:
             self._demote(demote, state)
@@ -383,12 +383,6 @@ class Loop:
             repl.run(["zfs", "unmount", ds], check=False)
         self.log("demoted", datasets=datasets,
                  primaries=sorted(set(state["primary"][d.rsplit("/", 1)[1]]["host"] for d in datasets)))
-
-    def _promote(self, ds, epoch):
-        repl.run(["zfs", "set", "%s=%d" % (repl.EPOCH_PROP, epoch), "smc:role=primary", "readonly=off", ds])
-        repl.run(["zfs", "inherit", FENCED_PROP, ds], check=False)
-        if repl.run(["zfs", "get", "-H", "-o", "value", "mounted", ds]).stdout.strip() == "no":
-            repl.run(["zfs", "mount", ds], check=False)
 
     def _send_now(self, pids):
         """A new primary replicates to the other copies at once (in the background; one sender per host)."""

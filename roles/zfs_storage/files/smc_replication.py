@@ -818,11 +818,16 @@ def cmd_promote(cfg, args, report):
         import smc_ha  # noqa: E402 (next to this file)
         me = (load_plan(cfg, authority=False) or {}).get("host") or os.uname().nodename
         report["etcd_before"] = smc_ha.take_over(cfg, args.project, me, args.epoch)
-    run(["zfs", "set", "%s=%d" % (EPOCH_PROP, args.epoch), "smc:role=primary", "readonly=off", ds])
+    make_primary(ds, args.epoch)
+    report.update(dataset=ds, epoch=args.epoch, guid=latest["guid"], promoted=True)
+
+
+def make_primary(ds, epoch):
+    """This copy is the project's writable primary at ``epoch`` (a switchover's promote, an HA claim)."""
+    run(["zfs", "set", "%s=%d" % (EPOCH_PROP, epoch), "smc:role=primary", "readonly=off", ds])
     run(["zfs", "inherit", "smc:fenced", ds], check=False)
     if run(["zfs", "get", "-H", "-o", "value", "mounted", ds]).stdout.strip() == "no":
         run(["zfs", "mount", ds], check=False)
-    report.update(dataset=ds, epoch=args.epoch, guid=latest["guid"], promoted=True)
 
 
 def cmd_demote(cfg, args, report):
