@@ -2,7 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Fair resources per project: Unix users and systemd slices from a project list (standard library only).
 
-Each project this host is the primary for runs as its own user in its own slice under one parent slice:
+Every project this host holds a copy of gets its own user (the same uid on every host); the ones that run
+here (its primaries: with ``active: mounted``, those whose dataset is mounted read-write, so the slices follow
+an HA failover or a switchover through ``smc-project sync``) each get their own slice under one parent slice:
 
     <parent>.slice               host reserve: MemoryMax = MemTotal - reserve, lower CPUWeight/IOWeight
     <parent>-<user>.slice        the project's CPUWeight, CPUQuota, MemoryHigh/Max/SwapMax, TasksMax, IO
@@ -29,7 +31,8 @@ __all__ = [
     "LimitsError", "LIMIT_KEYS", "PROPERTIES", "BASE_LIMITS", "MARKER", "check_id", "user_name", "derive_uid",
     "parse_size", "limits_properties", "validate", "parse_passwd", "plan_users", "check_cgroup2",
     "parent_unit", "project_unit", "cgroup_dir", "parent_properties", "render_slice", "desired_units",
-    "slice_properties", "plan_units", "render_config", "parse_config",
+    "slice_properties", "plan_units", "render_config", "parse_config", "load_config", "project_slice",
+    "rw_mounts", "active_projects", "runs_here", "plan_sync", "ACTIVE_MODES",
 ]
 
 MARKER = "# Managed by smc.backend.project_limits; changes here are overwritten."
@@ -62,6 +65,7 @@ LIMIT_KEYS = tuple(k for k, _p in PROPERTIES)
 BASE_LIMITS = {"cpu_weight": 100, "io_weight": 100, "tasks_max": 4096}
 RESERVE_KEYS = ("memory", "cpu_weight", "io_weight", "cpu_quota", "tasks_max")
 PROJECT_KEYS = ("id", "role", "class", "limits", "uid", "home")
+ACTIVE_MODES = ("all", "mounted")
 
 
 class LimitsError(ValueError):
@@ -297,20 +301,25 @@ def _check_classes(classes, errors):
     return out
 
 
-def _entries(p, errors):
-    """{id: entry} of the projects this host is primary for, from ``primary`` and ``projects``."""
-    entries, where_of, replicas = {}, {}, set()
-    primary = p.get("primary") or []
-    for i, pid in enumerate(primary if isinstance(primary, list) else [primary]):
-        where = "primary[%d]" % i
+def _listed(p, key, role, entries, where_of, errors):
+    ids = p.get(key) or []
+    for i, pid in enumerate(ids if isinstance(ids, list) else [ids]):
+        where = "%s[%d]" % (key, i)
         err = check_id(where, pid)
         if err:
             errors.append(err)
         elif pid in where_of:
             errors.append("%s: %r is listed twice (also %s); list it once" % (where, pid, where_of[pid]))
         else:
-            entries[pid], where_of[pid] = {"id": pid}, where
-    listed = set(entries)
+            entries[pid], where_of[pid] = {"id": pid, "role": role}, where
+
+
+def _entries(p, errors):
+    """{id: entry} of the projects this host holds a copy of, from ``primary``, ``replica`` and ``projects``
+    (an entry of ``projects`` adds its settings to the id's listing, or lists it by itself)."""
+    entries, where_of = {}, {}
+    _listed(p, "primary", "primary", entries, where_of, errors)
+    _listed(p, "replica", "replica", entries, where_of, errors)
     for i, entry in enumerate(p.get("projects") or []):
         where = "projects[%d]" % i
         if not isinstance(entry, dict):
@@ -324,28 +333,27 @@ def _entries(p, errors):
         if err:
             errors.append(err)
             continue
-        role = entry.get("role") or "primary"
+        listed = entries.get(pid, {}).get("role")
+        role = entry.get("role") or listed or "primary"
         if role not in ("primary", "replica"):
             errors.append("%s.role: %r is not primary or replica" % (where, role))
             continue
         if pid in where_of and where_of[pid].startswith("projects"):
             errors.append("%s: %r is listed twice (also %s); list it once" % (where, pid, where_of[pid]))
             continue
-        if role == "replica":
-            if pid in listed:
-                errors.append("%s: %r has role replica but %s lists it as primary; give one" % (
-                    where, pid, where_of[pid]))
-            replicas.add(pid)
-            where_of[pid] = where
+        if listed and role != listed:
+            errors.append("%s: %r has role %s but %s lists it as %s; give one" % (
+                where, pid, role, where_of[pid], listed))
             continue
-        entries[pid], where_of[pid] = dict(entry, id=pid), where
+        entries[pid], where_of[pid] = dict(entry, id=pid, role=role), where
     return entries, where_of
 
 
 def validate(p):
     """Check every option and return the normalized spec; raise LimitsError naming every problem at once.
 
-    ``p``: primary (ids), projects ([{id, role, class, limits, uid, home}]), classes ({name: limits}),
+    ``p``: primary and replica (ids of the copies this host holds), active (all|mounted), projects ([{id, role,
+    class, limits, uid, home}]), classes ({name: limits}),
     default_class, user_prefix, uid_min, uid_max, parent, home_base, reserve, io_devices. Plain data; nothing
     on the host is looked at. The spec's projects are sorted by id, each with user, uid, gid, home, class,
     unit (slice name) and properties ({key: systemd text})."""
@@ -357,6 +365,10 @@ def validate(p):
     if classes and (not isinstance(default_class, str) or default_class not in classes):
         errors.append("default_class: %r is not a class of classes (%s); add it or name one of them"
                       % (default_class, ", ".join(sorted(classes))))
+    active = p.get("active") or "all"
+    if active not in ACTIVE_MODES:
+        errors.append("active: %r is not one of %s (all: a slice for every primary listed; mounted: a slice for "
+                      "every project whose home is mounted read-write here)" % (active, ", ".join(ACTIVE_MODES)))
     entries, where_of = _entries(p, errors)
     projects = []
     for pid in sorted(entries):
@@ -390,13 +402,14 @@ def validate(p):
             errors.append("%s.home: %r is not an absolute path without '..' (the project's dataset mountpoint)"
                           % (where, home))
         user = user_name(pid, prefix if isinstance(prefix, str) else "p")
-        projects.append(dict(id=pid, user=user, uid=uid, gid=uid, home=home, klass=klass,
+        projects.append(dict(id=pid, user=user, uid=uid, gid=uid, home=home, klass=klass, role=entry["role"],
                              unit=project_unit(parent, user), properties=merged, where=where))
     _check_unique(projects, errors)
     errors = [e for e in errors if e]
     if errors:
         raise LimitsError("; ".join(errors))
-    return dict(parent=parent, reserve=reserve, io_devices=devices, projects=projects, user_prefix=prefix)
+    return dict(parent=parent, reserve=reserve, io_devices=devices, projects=projects, user_prefix=prefix,
+                active=active)
 
 
 def _check_unique(projects, errors):
@@ -530,15 +543,39 @@ def render_slice(description, props):
     return "\n".join(lines) + "\n"
 
 
-def desired_units(spec, memory_bytes):
-    """{unit file name: text} of the parent slice and every project's slice."""
+def project_slice(spec, pr):
+    """The unit file text of one project's slice."""
+    return render_slice("smc project %s (class %s, user %s)" % (pr["id"], pr["klass"], pr["user"]),
+                        _project_properties(pr["properties"], spec["io_devices"]))
+
+
+def desired_units(spec, memory_bytes, active=None):
+    """{unit file name: text} of the parent slice and the slices of the projects that run here: the ids in
+    ``active`` (see active_projects), or by default every project of role primary."""
     parent = spec["parent"]
     units = {parent_unit(parent): render_slice(
         "smc.backend projects (all of them; the host keeps the rest)", parent_properties(spec["reserve"], memory_bytes))}
     for pr in spec["projects"]:
-        units[pr["unit"]] = render_slice("smc project %s (class %s, user %s)" % (pr["id"], pr["klass"], pr["user"]),
-                                         _project_properties(pr["properties"], spec["io_devices"]))
+        if (pr["id"] in active) if active is not None else pr["role"] == "primary":
+            units[pr["unit"]] = project_slice(spec, pr)
     return units
+
+
+def rw_mounts(mountinfo_text):
+    """The mount points mounted read-write, from /proc/self/mountinfo text (octal escapes decoded)."""
+    out = set()
+    for line in (mountinfo_text or "").splitlines():
+        fields = line.split(" ")
+        if len(fields) > 5 and "rw" in fields[5].split(","):
+            out.add(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
+    return out
+
+
+def active_projects(projects, mounts):
+    """Ids of the projects that run on this host: in mode 'mounted', those whose home is a read-write mount
+    (a primary's dataset; replicas are read-only or unmounted), whatever role the controller last gave them
+    (the HA loop moves primaries between runs)."""
+    return set(pr["id"] for pr in projects if pr["home"] in mounts)
 
 
 def slice_properties(text):
@@ -589,12 +626,36 @@ def plan_units(desired, existing, populated=()):
 
 # ------------------------------------------------------------------------------------ smc-project's view
 def render_config(spec):
-    """The JSON text smc-project reads: parent slice and, per project id, user, uid, gid, home, slice."""
+    """The JSON text smc-project reads: parent slice, mode and, per project id this host holds, user, uid, gid,
+    home, slice, class, the controller's role and the slice's unit text (for ``smc-project sync``)."""
     return json.dumps({
-        "parent": parent_unit(spec["parent"]),
+        "parent": parent_unit(spec["parent"]), "active": spec.get("active", "all"),
         "projects": {pr["id"]: {"user": pr["user"], "uid": pr["uid"], "gid": pr["gid"], "home": pr["home"],
-                                "slice": pr["unit"], "class": pr["klass"]} for pr in spec["projects"]},
+                                "slice": pr["unit"], "class": pr["klass"], "role": pr["role"],
+                                "unit_text": project_slice(spec, pr)} for pr in spec["projects"]},
     }, indent=1, sort_keys=True) + "\n"
+
+
+def runs_here(config, entry, mounts):
+    """Whether a project of the configuration may run processes on this host now."""
+    if config.get("active") == "mounted":
+        return entry["home"] in mounts
+    return entry.get("role", "primary") == "primary"
+
+
+def plan_sync(config, mounts, existing, populated=()):
+    """What ``smc-project sync`` changes after the primaries moved (an HA claim, a demotion, a fence, a
+    switchover): the slices of the projects that run here (runs_here) written, the others stopped (when they
+    hold processes) and removed. ``existing``: {name: text or None} as for plan_units; the parent slice and
+    files without the marker are left alone. Returns {write: [(name, text)], stop: [name], remove: [name]}."""
+    parent = config.get("parent", "")
+    want = dict((e["slice"], e["unit_text"]) for e in config["projects"].values()
+                if runs_here(config, e, mounts) and isinstance(e.get("unit_text"), str))
+    write = sorted((n, t) for n, t in want.items() if existing.get(n) != t
+                   and (n not in existing or (existing[n] or "").startswith(MARKER + "\n")))
+    remove = sorted(n for n, t in existing.items() if n not in want and n != parent
+                    and (t or "").startswith(MARKER + "\n"))
+    return dict(write=write, stop=[n for n in remove if n in populated], remove=remove)
 
 
 def parse_config(text, where="config"):
@@ -614,3 +675,10 @@ def parse_config(text, where="config"):
         if err or not ok:
             raise LimitsError("%s: entry %r is malformed; run the project_limits role again" % (where, pid))
     return projects
+
+
+def load_config(text, where="config"):
+    """The whole configuration: {parent, active, projects}, the projects checked by parse_config."""
+    projects = parse_config(text, where)
+    data = json.loads(text)
+    return {"parent": data.get("parent", ""), "active": data.get("active", "all"), "projects": projects}

@@ -4,7 +4,7 @@
 
 DOCUMENTATION = r"""
 module: project_limits
-short_description: Every project this host is primary for as its own user in its own systemd slice, in one call
+short_description: Every project of this host as its own user, each one it serves in its own systemd slice, in one call
 description:
   - Gives each project its own Unix user (uid derived stably from the project id, the same on every host; group of
     the same name and id; home the project's dataset mountpoint) and its own systemd slice
@@ -22,9 +22,14 @@ description:
     atomically), C(/etc/smc/project-limits.json) (what C(smc-project) reads), one C(systemctl daemon-reload)
     (which applies changed limits to running slices at once - no process of a project is restarted), and the
     homes given to their users when root owns them.
-  - Only projects listed as primary are managed. A managed slice of a project no longer listed is removed when
-    its slice runs no process; while it does, it is kept (RV(slices_kept)) and the next run removes it. Users
-    are never removed (their uid owns the project's files, which replicas keep).
+  - Every project listed (primary or replica) gets its user, so files keep their owner on every copy. Slices
+    are for the projects that run here - with O(active=all) every project of role primary, with
+    O(active=mounted) every project whose home is mounted read-write now (whatever role the controller last
+    gave it, since the HA loop moves primaries between runs; C(smc-project sync), which the storage agent runs
+    after a claim, demotion, fence or switchover, applies the same rule from C(/etc/smc/project-limits.json)).
+    A managed slice of a project that no longer runs here is removed when it runs no process; while it does,
+    it is kept (RV(slices_kept)) and the next run removes it. Users are never removed (their uid owns the
+    project's files, which replicas keep).
 author: smc.backend developers (@smc-backend)
 attributes:
   check_mode:
@@ -41,8 +46,21 @@ options:
     type: list
     elements: str
     default: []
+  replica:
+    description: Ids of the projects this host holds a replica of; each gets its user (and its slice when
+      O(active=mounted) finds it mounted read-write, i.e. promoted since the list was made).
+    type: list
+    elements: str
+    default: []
+  active:
+    description: Which projects get a slice - V(all) every project of role primary, V(mounted) every project
+      whose home is a read-write mount on this host now (see C(/proc/self/mountinfo)).
+    type: str
+    choices: [all, mounted]
+    default: all
   projects:
-    description: Projects with their own settings. Entries with O(projects[].role=replica) are not managed here.
+    description: Projects with their own settings (an id also in O(primary) or O(replica) takes its role from
+      there).
     type: list
     elements: dict
     default: []
@@ -52,7 +70,8 @@ options:
         type: str
         required: true
       role:
-        description: V(primary) (managed here) or V(replica) (left alone).
+        description: V(primary) (a slice with O(active=all)) or V(replica) (its user only, unless O(active=mounted)
+          finds it mounted read-write).
         type: str
         choices: [primary, replica]
         default: primary
@@ -133,9 +152,11 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Limit every project this host is primary for (one call for all of them)
+- name: Limit every project of this host (one call for all of them); slices where the dataset is writable
   smc.backend.project_limits:
     primary: "{{ zfs_storage_primary }}"
+    replica: "{{ zfs_storage_replica }}"
+    active: mounted
     classes:
       default: {cpu_weight: 100, memory_high: 384M, memory_max: 512M, memory_swap_max: 0, tasks_max: 512}
       member: {cpu_weight: 300, memory_max: 2G, tasks_max: 2048}
@@ -152,11 +173,11 @@ home_warnings:
   type: list
   elements: str
 summary:
-  description: Counts - projects managed, users created, slices created, updated, unchanged, removed, kept
+  description: Counts - projects listed, projects that run here (get a slice), users created, slices created, updated, unchanged, removed, kept
     (still running), slices whose running limits changed, homes given to their users.
   returned: always
   type: dict
-  sample: {projects: 2, users_created: 2, slices_created: 2, slices_updated: 0, slices_unchanged: 0,
+  sample: {projects: 2, running: 2, users_created: 2, slices_created: 2, slices_updated: 0, slices_unchanged: 0,
            slices_removed: 0, slices_kept: 0, live_changed: 0, homes_chowned: 2}
 users_created:
   description: Users created (or that would be).
@@ -214,11 +235,14 @@ from ansible_collections.smc.backend.plugins.module_utils import system_state as
 UNIT_DIR = "/etc/systemd/system"
 CGROUP_ROOT = "/sys/fs/cgroup"
 MEMINFO = "/proc/meminfo"
+MOUNTINFO = "/proc/self/mountinfo"
 PASSWD = "/etc/passwd"
 GROUP = "/etc/group"
 
 ARGUMENT_SPEC = dict(
     primary=dict(type="list", elements="str", default=[]),
+    replica=dict(type="list", elements="str", default=[]),
+    active=dict(type="str", choices=["all", "mounted"], default="all"),
     projects=dict(type="list", elements="dict", default=[], options=dict(
         id=dict(type="str", required=True), role=dict(type="str", choices=["primary", "replica"], default="primary"),
         limits=dict(type="dict", default={}), uid=dict(type="int"), home=dict(type="str"),
@@ -312,14 +336,18 @@ def plan(params, host):
     spec = pl.validate(params)
     pl.check_cgroup2(read_text(os.path.join(CGROUP_ROOT, "cgroup.controllers")), needed=("cpu", "memory", "pids", "io"))
     memory = ss.memory_bytes(read_text(MEMINFO) or "")
-    desired = pl.desired_units(spec, memory)
+    active = None
+    if spec["active"] == "mounted":
+        active = pl.active_projects(spec["projects"], pl.rw_mounts(read_text(MOUNTINFO)))
+    running = [pr for pr in spec["projects"] if (pr["id"] in active if active is not None else pr["role"] == "primary")]
+    desired = pl.desired_units(spec, memory, active)
     existing = host.unit_files(spec["parent"])
     populated = host.populated(spec["parent"], sorted(existing))
     units = pl.plan_units(desired, existing, populated)
     users = pl.plan_users(spec["projects"], pl.parse_passwd(read_text(PASSWD)), pl.parse_passwd(read_text(GROUP)))
-    chown, warnings = plan_homes(spec["projects"])
+    chown, warnings = plan_homes(running)  # (a replica's home is not its dataset: unmounted or read-only)
     config_before, config_after = read_text(params["config_path"]), pl.render_config(spec)
-    return dict(spec=spec, units=units, users=users, chown=chown, warnings=warnings, existing=existing,
+    return dict(spec=spec, units=units, users=users, chown=chown, warnings=warnings, existing=existing, running=running,
                 live=sorted(n for n in units["changes"] if n in populated),
                 config=(config_before, config_after) if config_before != config_after else None)
 
@@ -347,9 +375,9 @@ def apply(params, p, host):
 def summary(p):
     written = [w[0] for w in p["units"]["write"]]
     created = [n for n in written if n not in p["existing"]]
-    return dict(projects=len(p["spec"]["projects"]), users_created=len(p["users"]), slices_created=len(created),
-                slices_updated=len(written) - len(created),
-                slices_unchanged=len(p["spec"]["projects"]) + 1 - len(written),
+    return dict(projects=len(p["spec"]["projects"]), running=len(p["running"]), users_created=len(p["users"]),
+                slices_created=len(created), slices_updated=len(written) - len(created),
+                slices_unchanged=len(p["running"]) + 1 - len(written),
                 slices_removed=len(p["units"]["remove"]), slices_kept=len(p["units"]["kept"]),
                 live_changed=len(p["live"]), homes_chowned=len(p["chown"]))
 

@@ -60,6 +60,18 @@ def wait_failover(lab, pid, old, since, timeout=FAILOVER_TIMEOUT):
     raise AssertionError("no failover of %s within %d s of %s dying" % (pid, timeout, old))
 
 
+def slice_file(host, pid, present, wait=20):
+    """Wait until the project's slice unit file (role project_limits, kept by smc-project sync, which the HA
+    loop runs after a claim, a demotion or a fence) is there (present) or gone; whether it got so."""
+    name = json.loads(host.out("smc-project info %s" % pid))["slice"]
+    deadline = time.monotonic() + wait
+    while True:
+        there = host.run("test -f /etc/systemd/system/%s" % name, check=False)[0] == 0
+        if there == present or time.monotonic() > deadline:
+            return there == present
+        time.sleep(1)
+
+
 def test_primary_killed_mid_send_fails_over_to_the_most_up_to_date_copy_and_returns_as_a_replica(lab):
     old = "dc2-s2"
     pid = projects_of(lab, old)[0]
@@ -85,6 +97,7 @@ def test_primary_killed_mid_send_fails_over_to_the_most_up_to_date_copy_and_retu
     assert checksums(lab[new], ds) in (first, second)
     epoch = lab.primaries()[pid][1]
     assert epoch == epoch_before + 1 and lab[new].out("zfs get -H -o value smc:epoch %s" % ds).strip() == str(epoch)
+    assert slice_file(lab[new], pid, True), "no slice for %s on its new primary %s" % (pid, new)  # limits follow
 
     # users keep working on the new primary; the other live copies follow it
     served = dict(checksums(lab[new], ds), **{"f-c": write_known(lab[new], ds, "f-c", 1)})
@@ -104,6 +117,7 @@ def test_primary_killed_mid_send_fails_over_to_the_most_up_to_date_copy_and_retu
             break
         time.sleep(1)
     assert lab[old].out("zfs get -H -o value readonly %s" % ds).strip() == "on"
+    assert slice_file(lab[old], pid, False), "%s keeps the slice of %s it no longer serves" % (old, pid)
     would = agent(lab[old], "replicate --dry-run")["replication"]
     assert ds not in [d for p in would["peers"].values() for d in p["datasets"]], would  # it sends nothing of it
     report = snapshot_and_send(lab[new])

@@ -276,6 +276,13 @@ def playbook(*args):
     return " ".join(p.stdout.split())  # the callback wraps long lines
 
 
+def slice_of(host, pid):
+    """'present' or 'absent': the project's slice unit file (role project_limits) on this host, and the slice
+    name (smc-project knows every project the host holds a copy of)."""
+    name = json.loads(host.out("smc-project info %s" % pid))["slice"]
+    return host.out("test -f /etc/systemd/system/%s && echo present || echo absent" % name).strip(), name
+
+
 def test_switchover_there_and_back_keeps_every_write(lab):
     pid, replicas = project_on(lab, "dc2-s2")
     ds = "%s/%s" % (ROOT, pid)
@@ -294,6 +301,8 @@ def test_switchover_there_and_back_keeps_every_write(lab):
     assert new.out("zfs get -H -o value readonly,smc:epoch,smc:role %s" % ds).split() == ["off", "2", "primary"]
     assert writable(lab, ds) == [new.name]  # one writable copy, never two
     assert old.out("zfs get -H -o value readonly,smc:epoch %s" % ds).split() == ["on", "2"]
+    # the project's slice (its limits) followed the primary (issue 15)
+    assert slice_of(new, pid)[0] == "present" and slice_of(old, pid)[0] == "absent", (slice_of(new, pid), slice_of(old, pid))
     assert checksums(new, ds) == want  # the write made just before the switchover is there
     want["f-after"] = write_known(new, ds, "f-after", 1)
     report = snapshot_and_replicate(new)["replication"]
@@ -305,6 +314,7 @@ def test_switchover_there_and_back_keeps_every_write(lab):
     playbook("playbooks/switchover.yml", "-e", "project=%s" % pid, "-e", "to=dc2-s2")
     assert old.out("zfs get -H -o value readonly,smc:epoch %s" % ds).split() == ["off", "3"]
     assert writable(lab, ds) == [old.name]
+    assert slice_of(old, pid)[0] == "present" and slice_of(new, pid)[0] == "absent"
     assert checksums(old, ds) == want
     snapshot_and_replicate(old)
     for name in replicas:

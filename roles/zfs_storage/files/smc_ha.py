@@ -242,7 +242,8 @@ class Loop:
             for ds in fenced:
                 repl.run([stopper, "stop", ds.rsplit("/", 1)[1]], check=False)
         self.fenced, self.doc = True, None
-        self.log("fenced", reason=reason, datasets=fenced)
+        limits = repl.sync_limits(self.cfg) if fenced else None
+        self.log("fenced", reason=reason, datasets=fenced, **({"limits": limits} if limits else {}))
 
     def step(self):
         plan = self.plan()
@@ -329,6 +330,10 @@ class Loop:
                     claimed.append(pid)
         if demote:
             self._demote(demote, state)
+        if demote or claimed:
+            limits = repl.sync_limits(self.cfg)  # the project slices follow the writable copies
+            if limits:
+                self.log("limits", **limits)
         if candidates:
             self.client.put_many(candidates, lease=self.lease)  # one transaction for all of them
         self.primaries = primary

@@ -33,6 +33,7 @@ import replication_plan
 import replication_wire as wire
 
 EPOCH_PROP = "smc:epoch"
+LIMITS_CONFIG = "/etc/smc/project-limits.json"  # role project_limits: the project slices this host may run
 HOLD_PREFIX = "smc-repl-"
 PROTOCOL = 1
 CONCURRENT_RECEIVES = 8  # per session; more wait for the oldest to end
@@ -795,6 +796,7 @@ def cmd_fence(cfg, args, report):
     report["replication"] = sub
     latest = replication_plan.newest(listing(cfg["roots"][0], [ds])[ds]["snapshots"])
     report.update(dataset=ds, guid=latest["guid"], snapshot=latest["name"], failed=sub.get("failed", 0))
+    sync_limits(cfg, report)  # read-only now: its processes stop
 
 
 def cmd_promote(cfg, args, report):
@@ -820,6 +822,7 @@ def cmd_promote(cfg, args, report):
         report["etcd_before"] = smc_ha.take_over(cfg, args.project, me, args.epoch)
     make_primary(ds, args.epoch)
     report.update(dataset=ds, epoch=args.epoch, guid=latest["guid"], promoted=True)
+    sync_limits(cfg, report)
 
 
 def make_primary(ds, epoch):
@@ -836,3 +839,21 @@ def cmd_demote(cfg, args, report):
     run(["zfs", "set", "readonly=on", "smc:role=replica", "%s=%d" % (EPOCH_PROP, args.epoch), ds])
     run(["zfs", "inherit", "smc:fenced", ds], check=False)
     report.update(dataset=ds, epoch=args.epoch, demoted=True)
+    sync_limits(cfg, report)
+
+
+def sync_limits(cfg, report=None):
+    """The project slices follow the writable copies (role project_limits, ``smc-project sync``): after a
+    promotion, demotion or fence here. Absent tool or configuration: nothing to do. Never fatal (the data
+    step is done); the outcome goes to ``report['limits']``."""
+    tool = (cfg.get("ha") or {}).get("stop_project_command") or "/usr/local/sbin/smc-project"
+    if not os.path.exists(tool) or not os.path.exists(LIMITS_CONFIG):
+        return None
+    p = run([tool, "sync"], check=False)
+    try:
+        out = json.loads(p.stdout) if p.returncode == 0 else {"error": (p.stderr or p.stdout).strip()[-500:]}
+    except ValueError:
+        out = {"error": "smc-project sync printed no JSON: %s" % p.stdout.strip()[-300:]}
+    if report is not None:
+        report["limits"] = out
+    return out

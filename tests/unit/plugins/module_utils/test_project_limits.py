@@ -43,10 +43,72 @@ def test_spec_of_two_projects():
     assert u["properties"] == {"cpu_weight": "300", "io_weight": "100", "cpu_quota": "50%"}  # class unset tasks_max
 
 
-def test_replicas_are_not_managed_and_entries_override_the_primary_list():
-    s = spec(primary=["a", "b"], projects=[{"id": "c", "role": "replica"}, {"id": "b", "uid": 123456, "home": "/srv/b"}])
-    assert [(p["id"], p["uid"], p["home"]) for p in s["projects"]] == [
-        ("a", pl.derive_uid("a"), "/projects/a"), ("b", 123456, "/srv/b")]
+def test_replicas_get_users_and_entries_override_the_primary_list():
+    s = spec(primary=["a", "b"], replica=["d"],
+             projects=[{"id": "c", "role": "replica"}, {"id": "b", "uid": 123456, "home": "/srv/b"}, {"id": "d", "class": "default"}])
+    assert [(p["id"], p["uid"], p["home"], p["role"]) for p in s["projects"]] == [
+        ("a", pl.derive_uid("a"), "/projects/a", "primary"), ("b", 123456, "/srv/b", "primary"),
+        ("c", pl.derive_uid("c"), "/projects/c", "replica"), ("d", pl.derive_uid("d"), "/projects/d", "replica")]
+    # by default only primaries get slices; with the ids that run here, exactly those
+    assert sorted(pl.desired_units(s, 4 * GIB)) == ["smc_projects-pa.slice", "smc_projects-pb.slice", "smc_projects.slice"]
+    assert sorted(pl.desired_units(s, 4 * GIB, {"c"})) == ["smc_projects-pc.slice", "smc_projects.slice"]
+
+
+MOUNTINFO = """22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
+90 22 0:50 / /projects/a rw,noatime shared:40 - zfs tank/projects/a rw,xattr,noacl
+91 22 0:51 / /projects/c ro,noatime shared:41 - zfs tank/projects/c ro,xattr,noacl
+92 22 0:52 / /srv/with\\040space rw shared:42 - zfs tank/x rw
+93 22 0:53 / /projects/e rw,noatime shared:43 - zfs tank/projects/e rw,xattr,noacl
+"""
+
+
+def test_rw_mounts_and_the_projects_that_run_here():
+    mounts = pl.rw_mounts(MOUNTINFO)
+    assert mounts == {"/", "/projects/a", "/srv/with space", "/projects/e"}
+    s = spec(primary=["a", "b"], replica=["c", "e"])
+    # b is the controller's primary but not mounted writable (failed over); c is a read-only replica; e was
+    # promoted since the list was made
+    assert pl.active_projects(s["projects"], mounts) == {"a", "e"}
+
+
+def test_a_home_with_a_space_is_refused():
+    with pytest.raises(pl.LimitsError, match=r"projects\[0\]\.home"):
+        spec(projects=[{"id": "e", "home": "/srv/with space"}])
+
+
+def test_active_mode_is_checked():
+    assert spec(primary=["a"], active="mounted")["active"] == "mounted"
+    with pytest.raises(pl.LimitsError, match=r"^active: 'sometimes' is not one of all, mounted"):
+        spec(primary=["a"], active="sometimes")
+
+
+def _config(active="mounted"):
+    return pl.load_config(pl.render_config(spec(primary=["a"], replica=["b", "c"], active=active)))
+
+
+def test_sync_follows_the_writable_mounts():
+    cfg = _config()
+    assert cfg["active"] == "mounted" and sorted(cfg["projects"]) == ["a", "b", "c"]
+    a, b, c = (cfg["projects"][x] for x in "abc")
+    assert a["role"] == "primary" and b["role"] == "replica" and a["unit_text"].startswith(pl.MARKER + "\n")
+    parent = {"smc_projects.slice": pl.MARKER + "\nparent\n"}
+    # b was promoted here (mounted rw), a was demoted (not mounted), an unmanaged file is left alone
+    existing = dict(parent, **{a["slice"]: a["unit_text"], "smc_projects-other.slice": "# by hand\n"})
+    plan = pl.plan_sync(cfg, {"/projects/b"}, existing, populated={a["slice"]})
+    assert plan == {"write": [(b["slice"], b["unit_text"])], "stop": [a["slice"]], "remove": [a["slice"]]}
+    # in sync: nothing to do
+    now = dict(parent, **{b["slice"]: b["unit_text"]})
+    assert pl.plan_sync(cfg, {"/projects/b"}, now) == {"write": [], "stop": [], "remove": []}
+    # a changed slice text is rewritten; a file without the marker in a slice's place is never overwritten
+    assert pl.plan_sync(cfg, {"/projects/b"}, dict(parent, **{b["slice"]: pl.MARKER + "\nold\n"}))["write"] == [
+        (b["slice"], b["unit_text"])]
+    assert pl.plan_sync(cfg, {"/projects/b"}, {b["slice"]: "# by hand\n"})["write"] == []
+
+
+def test_sync_in_mode_all_keeps_the_controllers_roles():
+    cfg = _config("all")
+    plan = pl.plan_sync(cfg, {"/projects/b", "/projects/c"}, {})
+    assert [n for n, _t in plan["write"]] == [cfg["projects"]["a"]["slice"]]
 
 
 # ------------------------------------------------------------------------------------------------ sizes
@@ -240,8 +302,10 @@ def test_a_file_we_did_not_write_is_never_overwritten():
 def test_config_round_trip_and_cgroup_paths():
     s = lab_spec()
     projects = pl.parse_config(pl.render_config(s))
+    text = projects["demo-a"].pop("unit_text")
     assert projects["demo-a"] == {"user": "pdemo_a", "uid": 1644619673, "gid": 1644619673, "home": "/projects/demo-a",
-                                  "slice": "smc_projects-pdemo_a.slice", "class": "default"}
+                                  "slice": "smc_projects-pdemo_a.slice", "class": "default", "role": "primary"}
+    assert text == pl.desired_units(s, 4 * GIB)["smc_projects-pdemo_a.slice"]
     assert pl.cgroup_dir("smc_projects", "smc_projects-pdemo_a.slice") == \
         "/sys/fs/cgroup/smc_projects.slice/smc_projects-pdemo_a.slice"
     assert pl.cgroup_dir("smc_projects", "smc_projects.slice") == "/sys/fs/cgroup/smc_projects.slice"

@@ -97,7 +97,7 @@ def test_one_call_converges_every_project_then_nothing_to_do(host):
     res = run(host, primary=["demo-a", UUID],
               projects=[{"id": "demo-b", "class": "member"}, {"id": "demo-c", "role": "replica"}])
     assert res["changed"] and res["summary"] == {
-        "projects": 3, "users_created": 3, "slices_created": 4, "slices_updated": 0, "slices_unchanged": 0,
+        "projects": 4, "running": 3, "users_created": 4, "slices_created": 4, "slices_updated": 0, "slices_unchanged": 0,
         "slices_removed": 0, "slices_kept": 0, "live_changed": 0, "homes_chowned": 3 if os.geteuid() == 0 else 0}
     a = res["projects"]["demo-a"]
     assert a == {"user": "pdemo_a", "uid": pl.derive_uid("demo-a"), "slice": "smc_projects-pdemo_a.slice",
@@ -111,12 +111,34 @@ def test_one_call_converges_every_project_then_nothing_to_do(host):
             a["home"], "--shell", "/bin/bash", "--comment", "smc project demo-a", "--", "pdemo_a"] in host.calls
     assert host.calls.count(["systemctl", "daemon-reload"]) == 1 and host.calls[-1] == ["systemctl", "daemon-reload"]
     config = pl.parse_config((host.root / "smc" / "project-limits.json").read_text())
-    assert sorted(config) == sorted(["demo-a", "demo-b", UUID]) and "demo-c" not in res["projects"]
+    # the replica gets its user (its files keep their owner when it is promoted) and an entry, not a slice
+    assert sorted(config) == sorted(["demo-a", "demo-b", "demo-c", UUID]) and config["demo-c"]["role"] == "replica"
     if os.geteuid() == 0:
         assert os.stat(a["home"]).st_uid == a["uid"]
     host.calls.clear()
-    again = run(host, primary=["demo-a", UUID], projects=[{"id": "demo-b", "class": "member"}])
+    again = run(host, primary=["demo-a", UUID],
+                projects=[{"id": "demo-b", "class": "member"}, {"id": "demo-c", "role": "replica"}])
     assert not again["changed"] and host.calls == [] and again["summary"]["slices_unchanged"] == 4
+
+
+def test_mode_mounted_gives_slices_where_the_home_is_mounted_read_write(host, monkeypatch):
+    homes = host.root / "projects"
+    info = host.root / "mountinfo"
+    info.write_text("22 1 0:21 / / rw,relatime - ext4 /dev/vda1 rw\n"
+                    "90 22 0:50 / %s/demo-b rw,noatime - zfs tank/projects/demo-b rw\n"
+                    "91 22 0:51 / %s/demo-a ro,noatime - zfs tank/projects/demo-a ro\n" % (homes, homes))
+    monkeypatch.setattr(mod, "MOUNTINFO", str(info))
+    # the controller still names demo-a primary, but the HA loop moved it: demo-b (a replica in the list) runs here
+    res = run(host, primary=["demo-a"], replica=["demo-b"], active="mounted")
+    assert res["summary"]["running"] == 1 and units(host) == ["smc_projects-pdemo_b.slice", "smc_projects.slice"]
+    assert sorted(res["projects"]) == ["demo-a", "demo-b"] and len(res["users_created"]) == 2
+    config = pl.load_config((host.root / "smc" / "project-limits.json").read_text())
+    assert config["active"] == "mounted"
+    # demo-a comes back writable and demo-b goes: the next run follows (demo-b's slice idle, so removed)
+    info.write_text("91 22 0:51 / %s/demo-a rw,noatime - zfs tank/projects/demo-a rw\n" % homes)
+    res = run(host, primary=["demo-a"], replica=["demo-b"], active="mounted")
+    assert units(host) == ["smc_projects-pdemo_a.slice", "smc_projects.slice"] and res["slices_removed"] == [
+        "smc_projects-pdemo_b.slice"]
 
 
 def test_a_changed_limit_rewrites_its_slices_and_applies_live_with_one_reload(host):

@@ -99,7 +99,7 @@ def test_stop_info_and_list(config, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["run", "demo-b", "--", "true"], "'demo-b' is not one this host is primary for"),
+    (["run", "demo-b", "--", "true"], "'demo-b' has no copy on this host"),
     (["run", "demo-a"], "give the command after '--'"),
     (["run", "demo-a", "--"], "give the command after '--'"),
     (["info", "../etc"], "has a '/'"),
@@ -140,3 +140,57 @@ def test_hostile_ids_run_nothing(pid):
     finally:
         os.unlink(path)
     assert execvpe.calls == []
+
+
+@pytest.fixture(name="mounted")
+def fixture_mounted(tmp_path, monkeypatch):
+    """Mode 'mounted' with demo-a (the controller's primary) and demo-b (its replica); unit dir, cgroup tree
+    and mount table under tmp_path; systemctl recorded."""
+    spec = pl.validate({"primary": ["demo-a"], "replica": ["demo-b"], "home_base": str(tmp_path), "active": "mounted"})
+    for d in ("demo-a", "demo-b", "units", "cgroup"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "project-limits.json").write_text(pl.render_config(spec))
+    calls = []
+    monkeypatch.setattr(smc_project, "UNIT_DIR", str(tmp_path / "units"))
+    monkeypatch.setattr(smc_project, "CGROUP_ROOT", str(tmp_path / "cgroup"))
+    monkeypatch.setattr(smc_project, "MOUNTINFO", str(tmp_path / "mountinfo"))
+    monkeypatch.setattr(smc_project.subprocess, "run", lambda argv, check: calls.append(argv))
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    return tmp_path, calls
+
+
+def mount(tmp_path, **modes):
+    (tmp_path / "mountinfo").write_text("".join("9%d 22 0:5%d / %s/%s %s,noatime - zfs tank/%s %s\n" % (
+        i, i, tmp_path, pid.replace("_", "-"), mode, pid, mode) for i, (pid, mode) in enumerate(sorted(modes.items()))))
+
+
+def test_sync_follows_a_failover_and_back(mounted, capsys):
+    tmp_path, calls = mounted
+    config = str(tmp_path / "project-limits.json")
+    a, b = "smc_projects-pdemo_a.slice", "smc_projects-pdemo_b.slice"
+    mount(tmp_path, demo_a="rw", demo_b="ro")
+    smc_project.main(["--config", config, "--lib", LIB, "sync"])
+    assert json.loads(capsys.readouterr().out) == {"written": [a], "stopped": [], "removed": []}
+    assert sorted(os.listdir(tmp_path / "units")) == [a] and calls == [["systemctl", "daemon-reload"]]
+    # demo-a is demoted while it runs a process, demo-b is promoted: a's processes stop, its slice goes
+    (tmp_path / "cgroup" / "smc_projects.slice" / a).mkdir(parents=True)
+    (tmp_path / "cgroup" / "smc_projects.slice" / a / "cgroup.events").write_text("populated 1\nfrozen 0\n")
+    mount(tmp_path, demo_a="ro", demo_b="rw")
+    calls.clear()
+    smc_project.main(["--config", config, "--lib", LIB, "sync"])
+    assert json.loads(capsys.readouterr().out) == {"written": [b], "stopped": [a], "removed": [a]}
+    assert sorted(os.listdir(tmp_path / "units")) == [b]
+    assert calls == [["systemctl", "stop", "--", a], ["systemctl", "daemon-reload"]]
+    # nothing changed: no reload
+    calls.clear()
+    smc_project.main(["--config", config, "--lib", LIB, "sync"])
+    assert json.loads(capsys.readouterr().out) == {"written": [], "stopped": [], "removed": []} and calls == []
+
+
+def test_run_refuses_a_project_not_mounted_writable_here(mounted):
+    tmp_path, _calls = mounted
+    mount(tmp_path, demo_a="ro", demo_b="rw")
+    with pytest.raises(SystemExit, match="'demo-a' is not primary on this host"):
+        main(str(tmp_path / "project-limits.json"), "run", "demo-a", "--", "true")
+    ((_file, argv, _env, _cwd),) = main(str(tmp_path / "project-limits.json"), "run", "demo-b", "--", "true")
+    assert "--slice=smc_projects-pdemo_b.slice" in argv
