@@ -124,7 +124,8 @@ def test_users_homes_slices_and_the_host_reserve(host, lab):
         entry = host.check_output("getent passwd %s" % p["user"]).split(":")
         assert int(entry[2]) == p["uid"] and int(entry[3]) == p["gid"] and entry[5] == p["home"], entry
         assert int(host.check_output("stat -c %%u %s" % p["home"])) == p["uid"]
-        assert value(host, p["cgroup"] + "/cpu.weight") == weight
+        # (a slice's cgroup exists only while something runs in it: the unit's property is what it will get)
+        assert host.check_output("systemctl show --property=CPUWeight --value -- %s" % p["slice"]) == weight
     out = run_in(host, lab["a"], "sh -c 'id -u; id -G; pwd; cat /proc/self/cgroup'")
     assert out.rc == 0, out.stderr
     uid, groups, cwd, cgroup = out.stdout.splitlines()[:4]
@@ -133,7 +134,7 @@ def test_users_homes_slices_and_the_host_reserve(host, lab):
     assert cgroup.startswith("0::/smc_projects.slice/%s/" % a["slice"]), cgroup
     assert value(host, a["cgroup"] + "/memory.max") == str(128 << 20)
     assert value(host, a["cgroup"] + "/memory.swap.max") == "0"
-    assert value(host, lab["b"]["cgroup"] + "/memory.high") == str(192 << 20)
+    assert host.check_output("systemctl show --property=MemoryHigh --value -- %s" % lab["b"]["slice"]) == str(192 << 20)
     total = int(host.check_output("awk '/^MemTotal:/ {print $2}' /proc/meminfo")) * 1024
     assert abs(int(value(host, PARENT + "/memory.max")) - (total - (256 << 20))) < 8192
     assert value(host, PARENT + "/cpu.weight") == "50"  # system.slice (sshd, tinc, the agent) keeps 100
@@ -156,7 +157,10 @@ def test_a_fork_bomb_in_a_stops_at_its_tasks_max_while_b_and_sshd_work(host, lab
         banner = host.run("timeout 20 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22 && head -c 4 <&3'")
         sshd_s = time.time() - t0
         peak = max(peak, int(value(host, a["cgroup"] + "/pids.current")))
-        refused = keyed(host, a["cgroup"] + "/pids.events")["max"]
+        # a refused fork is counted where the forking task lives (kernel 6.1: the transient service below A's
+        # slice), so the whole subtree's pids.events are summed
+        refused = int(host.check_output("awk '$1 == \"max\" {s += $2} END {print s + 0}' $(find %s -name pids.events)"
+                                        % a["cgroup"]))
     finally:
         stop_all(host, a)
     MEASURED["fork_bomb"] = {"a_tasks_peak": peak, "a_forks_refused": refused, "b_50_processes_s": round(spawn_s, 1),
@@ -173,7 +177,10 @@ def test_a_memory_hog_in_a_is_killed_inside_a_and_b_survives(host, lab):
     before_a = keyed(host, a["cgroup"] + "/memory.events")["oom_kill"]
     before_b = keyed(host, b["cgroup"] + "/memory.events")["oom_kill"]
     try:
-        hog = run_in(host, a, "python3 %s/hog.py" % DIR)
+        # its exit status is printed, not returned: ssh's own 255 must not look like a lost connection
+        out = host.check_output("timeout 120 smc-project run %s -- python3 %s/hog.py; echo rc=$?" % (a["id"], DIR))
+        lines = out.split()
+        hog = type("Hog", (), {"rc": int(lines[-1][3:]), "stdout": " ".join(lines[:-1])})
         held = (hog.stdout.split() or ["0"])[-1]
         oom = host.check_output("dmesg | grep 'oom-kill:' | tail -n 1")
         assert hog.rc not in (0, 124), "the hog was not killed (rc %d, held %s MiB)" % (hog.rc, held)

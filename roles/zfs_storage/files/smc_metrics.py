@@ -177,7 +177,8 @@ def fencing_inputs(cfg, info, now):
     epochs = {ds: rec["epoch"] for ds, rec in info.items() if rec["epoch"] is not None}
     held = None
     if (cfg.get("ha") or {}).get("enabled"):
-        import smc_ha  # pylint: disable=import-outside-toplevel  (next to this file; only with HA on)
+        # next to this file; imported only with HA on (it brings etcd_v3 and failover)
+        import smc_ha  # pylint: disable=import-outside-toplevel
         doc = smc_ha.read_state(smc_ha.ha_config(cfg), now)
         held = bool(isinstance(doc, dict) and doc.get("lease"))
     return fenced, held, epochs
@@ -235,15 +236,17 @@ def limits_inputs(config=LIMITS_CONFIG, cgroup_root=CGROUP_ROOT):
 
 
 # ---------------------------------------------------------------------------------------------- the file
-def host_families(cfg, now, list_names=None, limits_config=LIMITS_CONFIG, cgroup_root=CGROUP_ROOT):
+def host_families(cfg, now, list_names=None, limits_config=None, cgroup_root=None):
     """(families, {probe: error}) of this host. ``list_names``: a function of a list of dataset names returning
-    rows that start (dataset, snapshot name); default list_snapshot_names."""
+    rows that start (dataset, snapshot name), default list_snapshot_names; ``limits_config`` and ``cgroup_root``
+    default to LIMITS_CONFIG and CGROUP_ROOT."""
     families, failed = [], {}
 
     def probe(name, fn):
+        """fn()'s value; None, the error recorded, when it raised anything at all: a probe never stops the others."""
         try:
             return fn()
-        except Exception as exc:  # pylint: disable=broad-exception-caught  (a probe never stops the others)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
             failed[name] = ("%s: %s" % (type(exc).__name__, exc))[:500]
             print("smc-zfs-agent: metrics: %s: %s" % (name, failed[name]), file=sys.stderr)
             return None
@@ -258,7 +261,8 @@ def host_families(cfg, now, list_names=None, limits_config=LIMITS_CONFIG, cgroup
         families += probe("placement", lambda: _optional(metrics_text.placement_metrics,
                                                          placement_inputs(cfg, info))) or []
     families += probe("limits", lambda: _optional(metrics_text.limits_metrics,
-                                                  limits_inputs(limits_config, cgroup_root))) or []
+                                                  limits_inputs(limits_config or LIMITS_CONFIG,
+                                                                cgroup_root or CGROUP_ROOT))) or []
     errors = metrics_text.Family("smc_metrics_probe_failed", "gauge",
                                  "1 when the agent could not read this part of the host state this run.")
     for name in PROBES:
@@ -290,10 +294,10 @@ def textfile_path(cfg):
     return os.path.join(os.path.dirname(cfg["replication"]["metrics_textfile"]), TEXTFILE)
 
 
-def write_host_metrics(cfg, now, list_names=None, limits_config=LIMITS_CONFIG, cgroup_root=CGROUP_ROOT):
+def write_host_metrics(cfg, now, list_names=None, limits_config=None, cgroup_root=None):
     """Write this host's families to textfile_path(cfg) when its directory exists (node exporter installed);
-    never raises. Returns {path, written, failed: {probe: error}} (and ``error`` when the file was not
-    written)."""
+    never raises. Arguments as for host_families. Returns {path, written, failed: {probe: error}} (and
+    ``error`` when the file was not written)."""
     path = textfile_path(cfg)
     report = {"path": path, "written": False, "failed": {}}
     if not os.path.isdir(os.path.dirname(path)):
