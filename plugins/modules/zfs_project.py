@@ -78,6 +78,15 @@ options:
         Missing ones are then listed in RV(awaiting_seed); existing ones are still kept read-only.
     type: bool
     default: true
+  role_changes:
+    description:
+      - Change C(readonly) and C(smc:role) of existing datasets to match O(primary) and O(replica).
+      - Turn off where another process owns the roles of existing copies - the storage agent's HA loop (role
+        C(zfs_storage) with HA on) moves primaries between runs, and a controller's list that lags it must
+        never make a second copy writable. Existing datasets whose role differs are then left as they are and
+        listed in RV(roles_left); new datasets still get the listed role.
+    type: bool
+    default: true
   quota:
     description: Default quota of every project; omit to leave quotas alone.
     type: str
@@ -164,6 +173,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+roles_left:
+  description: Existing datasets whose C(readonly)/C(smc:role) differ from the lists, left as they are because
+    O(role_changes=false) (at most 100 listed).
+  returned: always
+  type: list
+  elements: str
 awaiting_seed:
   description: Replica datasets not created because replication seeds them (O(create_replicas=false)).
   returned: always
@@ -216,6 +231,7 @@ from ansible_collections.smc.backend.plugins.module_utils.zfs_names import (
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}\Z")
 # The user property that marks a quarantine parent as made by this module (set when it creates one).
 QUARANTINE_MARK = ("smc:role", "quarantine")
+ROLE_KEYS = ("readonly", "smc:role")  # what role_changes=false leaves alone on existing datasets
 STAMP_RE = r"\d{8}T\d{6}Z"
 CHUNK = 500
 LIST_MAX = 100
@@ -236,6 +252,7 @@ ARGUMENT_SPEC = dict(
     primary=dict(type="list", elements="str", default=[]),
     replica=dict(type="list", elements="str", default=[]),
     create_replicas=dict(type="bool", default=True),
+    role_changes=dict(type="bool", default=True),
     quota=dict(type="str"),
     refquota=dict(type="str"),
     properties=dict(type="dict", default={}),
@@ -515,6 +532,14 @@ def run_module():
             awaiting = sorted(n for n in creates if n in seeded)
             for name in awaiting:
                 del creates[name]
+        roles_left = []
+        if not p["role_changes"]:
+            for name in sorted(updates):
+                if any(k in updates[name] for k in ROLE_KEYS):
+                    roles_left.append(name)
+                    updates[name] = {k: v for k, v in updates[name].items() if k not in ROLE_KEYS}
+                    if not updates[name]:
+                        del updates[name]
         existing = {r["name"] for r in rows}
         quarantined = work.quarantine(parent, qparent, p["remove"], existing)
         unmanaged = [n for n in unmanaged if n not in quarantined]
@@ -535,7 +560,7 @@ def run_module():
         created=sorted(creates)[:LIST_MAX],
         updated={n: {k: w for k, (_have, w) in d.items()} for n, d in sorted(updates.items())[:LIST_MAX]},
         quarantined=quarantined, destroyed=destroyed, unmanaged=unmanaged[:LIST_MAX], method=method,
-        awaiting_seed=awaiting[:LIST_MAX],
+        awaiting_seed=awaiting[:LIST_MAX], roles_left=roles_left[:LIST_MAX],
         counts=dict(projects=len(desired), existing=len(rows) - 1 if rows else 0, created=len(creates),
                     updated=len(updates), quarantined=len(quarantined), destroyed=len(destroyed),
                     awaiting_seed=len(awaiting),

@@ -115,3 +115,20 @@ def test_marked_quarantine_parent_is_used_and_only_quarantined_copies_destroyed(
     res, calls = run(rows=rows, parent="tank/projects", quarantine_parent="tank/q", confirm_destroy=["a"])
     assert res["destroyed"] == ["tank/q/a-20260101T000000Z"], res
     assert [c for c in calls if c[:2] != ["zfs", "list"]] == [["zfs", "destroy", "-r", "tank/q/a-20260101T000000Z"]]
+
+
+def test_with_role_changes_off_a_lagging_list_never_makes_a_replica_writable():
+    """The HA loop moved a's primary away (a is a replica here now) and made b primary here; the controller's
+    lists still say the opposite. With role_changes=false nothing flips; the class still converges."""
+    rows = {"tank/projects": {"readonly": "off"},
+            "tank/projects/a": {"readonly": "on", "smc:role": "replica", "smc:class": "default"},
+            "tank/projects/b": {"readonly": "off", "smc:role": "primary", "smc:class": "old"}}
+    res, calls = run(rows=rows, parent="tank/projects", primary=["a"], replica=["b"], create_replicas=False,
+                     role_changes=False)
+    assert not res.get("failed"), res
+    assert res["roles_left"] == ["tank/projects/a", "tank/projects/b"], res
+    sets = [c for c in calls if c[:2] == ["zfs", "set"]]
+    assert sets == [["zfs", "set", "smc:class=default", "tank/projects/b"]], sets
+    # by default the lists win (no HA: the controller owns the roles)
+    res, calls = run(rows=rows, parent="tank/projects", primary=["a"], replica=["b"], create_replicas=False)
+    assert "readonly=off" in [a for c in calls if c[:2] == ["zfs", "set"] for a in c] and res["roles_left"] == []
