@@ -32,7 +32,7 @@ __all__ = [
     "parse_size", "limits_properties", "validate", "parse_passwd", "plan_users", "check_cgroup2",
     "parent_unit", "project_unit", "cgroup_dir", "parent_properties", "render_slice", "desired_units",
     "slice_properties", "plan_units", "render_config", "parse_config", "load_config", "project_slice",
-    "rw_mounts", "active_projects", "runs_here", "plan_sync", "ACTIVE_MODES",
+    "rw_mounts", "runs_here", "plan_sync", "ACTIVE_MODES",
 ]
 
 MARKER = "# Managed by smc.backend.project_limits; changes here are overwritten."
@@ -549,14 +549,14 @@ def project_slice(spec, pr):
                         _project_properties(pr["properties"], spec["io_devices"]))
 
 
-def desired_units(spec, memory_bytes, active=None):
-    """{unit file name: text} of the parent slice and the slices of the projects that run here: the ids in
-    ``active`` (see active_projects), or by default every project of role primary."""
+def desired_units(spec, memory_bytes, mounts=frozenset()):
+    """{unit file name: text} of the parent slice and the slices of the projects that run here (runs_here with
+    the spec's mode; ``mounts``: rw_mounts() of the host, used in mode 'mounted')."""
     parent = spec["parent"]
     units = {parent_unit(parent): render_slice(
         "smc.backend projects (all of them; the host keeps the rest)", parent_properties(spec["reserve"], memory_bytes))}
     for pr in spec["projects"]:
-        if (pr["id"] in active) if active is not None else pr["role"] == "primary":
+        if runs_here(spec.get("active"), pr, mounts):
             units[pr["unit"]] = project_slice(spec, pr)
     return units
 
@@ -569,13 +569,6 @@ def rw_mounts(mountinfo_text):
         if len(fields) > 5 and "rw" in fields[5].split(","):
             out.add(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
     return out
-
-
-def active_projects(projects, mounts):
-    """Ids of the projects that run on this host: in mode 'mounted', those whose home is a read-write mount
-    (a primary's dataset; replicas are read-only or unmounted), whatever role the controller last gave them
-    (the HA loop moves primaries between runs)."""
-    return set(pr["id"] for pr in projects if pr["home"] in mounts)
 
 
 def slice_properties(text):
@@ -636,9 +629,12 @@ def render_config(spec):
     }, indent=1, sort_keys=True) + "\n"
 
 
-def runs_here(config, entry, mounts):
-    """Whether a project of the configuration may run processes on this host now."""
-    if config.get("active") == "mounted":
+def runs_here(mode, entry, mounts):
+    """Whether a project (a spec project or a configuration entry: both have home and role) may run processes
+    on this host now. Mode 'mounted': its home is a read-write mount (a primary's dataset; replicas are
+    read-only or unmounted), whatever role the controller last gave it (the HA loop moves primaries between
+    runs); mode 'all': the controller's role is primary."""
+    if mode == "mounted":
         return entry["home"] in mounts
     return entry.get("role", "primary") == "primary"
 
@@ -650,7 +646,7 @@ def plan_sync(config, mounts, existing, populated=()):
     files without the marker are left alone. Returns {write: [(name, text)], stop: [name], remove: [name]}."""
     parent = config.get("parent", "")
     want = dict((e["slice"], e["unit_text"]) for e in config["projects"].values()
-                if runs_here(config, e, mounts) and isinstance(e.get("unit_text"), str))
+                if runs_here(config.get("active"), e, mounts) and isinstance(e.get("unit_text"), str))
     write = sorted((n, t) for n, t in want.items() if existing.get(n) != t
                    and (n not in existing or (existing[n] or "").startswith(MARKER + "\n")))
     remove = sorted(n for n, t in existing.items() if n not in want and n != parent

@@ -336,11 +336,9 @@ def plan(params, host):
     spec = pl.validate(params)
     pl.check_cgroup2(read_text(os.path.join(CGROUP_ROOT, "cgroup.controllers")), needed=("cpu", "memory", "pids", "io"))
     memory = ss.memory_bytes(read_text(MEMINFO) or "")
-    active = None
-    if spec["active"] == "mounted":
-        active = pl.active_projects(spec["projects"], pl.rw_mounts(read_text(MOUNTINFO)))
-    running = [pr for pr in spec["projects"] if (pr["id"] in active if active is not None else pr["role"] == "primary")]
-    desired = pl.desired_units(spec, memory, active)
+    mounts = pl.rw_mounts(read_text(MOUNTINFO)) if spec["active"] == "mounted" else frozenset()
+    running = [pr for pr in spec["projects"] if pl.runs_here(spec["active"], pr, mounts)]
+    desired = pl.desired_units(spec, memory, mounts)
     existing = host.unit_files(spec["parent"])
     populated = host.populated(spec["parent"], sorted(existing))
     units = pl.plan_units(desired, existing, populated)

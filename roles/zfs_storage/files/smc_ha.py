@@ -330,23 +330,24 @@ class Loop:
                     claimed.append(pid)
         if demote:
             self._demote(demote, state)
-        if demote or claimed:
-            limits = repl.sync_limits(self.cfg)  # the project slices follow the writable copies
-            if limits:
-                self.log("limits", **limits)
         if candidates:
             self.client.put_many(candidates, lease=self.lease)  # one transaction for all of them
         self.primaries = primary
         known = dict((pid, {"host": v["host"], "epoch": v["epoch"]}) for pid, v in state["primary"].items()
                      if pid in plan["projects"] and failover.serving(state, pid))
         known.update((pid, {"host": me, "epoch": e}) for pid, e in primary.items())
-        if self.fenced:
-            return  # fenced during this pass: no state that would let the sender act as a primary
-        self.doc = {"confirmed": time.time(), "host": me, "lease": self.lease, "primary": known,
-                    "alive": sorted(state["alive"])}
-        write_state(self.ha["state"], self.doc)
-        if claimed:
-            self._send_now(claimed)
+        if not self.fenced:  # fenced during this pass: no state that would let the sender act as a primary
+            self.doc = {"confirmed": time.time(), "host": me, "lease": self.lease, "primary": known,
+                        "alive": sorted(state["alive"])}
+            write_state(self.ha["state"], self.doc)
+            if claimed:
+                self._send_now(claimed)
+        if demote or claimed:
+            # the project slices follow the writable copies: after the state and the first send, which must
+            # not wait for systemd
+            limits = repl.sync_limits(self.cfg)
+            if limits:
+                self.log("limits", **limits)
 
     def _datasets(self):
         """{dataset: {readonly, role, epoch}} of every project copy here, in one zfs list (no snapshots)."""

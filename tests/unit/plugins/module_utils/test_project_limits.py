@@ -51,7 +51,8 @@ def test_replicas_get_users_and_entries_override_the_primary_list():
         ("c", pl.derive_uid("c"), "/projects/c", "replica"), ("d", pl.derive_uid("d"), "/projects/d", "replica")]
     # by default only primaries get slices; with the ids that run here, exactly those
     assert sorted(pl.desired_units(s, 4 * GIB)) == ["smc_projects-pa.slice", "smc_projects-pb.slice", "smc_projects.slice"]
-    assert sorted(pl.desired_units(s, 4 * GIB, {"c"})) == ["smc_projects-pc.slice", "smc_projects.slice"]
+    s_mounted = dict(s, active="mounted")
+    assert sorted(pl.desired_units(s_mounted, 4 * GIB, {"/projects/c"})) == ["smc_projects-pc.slice", "smc_projects.slice"]
 
 
 MOUNTINFO = """22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
@@ -68,7 +69,7 @@ def test_rw_mounts_and_the_projects_that_run_here():
     s = spec(primary=["a", "b"], replica=["c", "e"])
     # b is the controller's primary but not mounted writable (failed over); c is a read-only replica; e was
     # promoted since the list was made
-    assert pl.active_projects(s["projects"], mounts) == {"a", "e"}
+    assert {p["id"] for p in s["projects"] if pl.runs_here("mounted", p, mounts)} == {"a", "e"}
 
 
 def test_a_home_with_a_space_is_refused():
