@@ -31,7 +31,7 @@ Metric names (every one also carries the ``instance`` and ``job`` labels of the 
     smc_pool_health{pool,state}                                   state set (online, degraded, ...)
     smc_pool_size_bytes, smc_pool_allocated_bytes, smc_pool_free_bytes, smc_pool_capacity_ratio {pool}
     smc_host_fenced, smc_lease_held, smc_project_epoch_max, smc_lease_expiry_timestamp_seconds
-    smc_vpn_peer_reachable{peer}, smc_vpn_peers{state=reachable|unreachable}
+    smc_vpn_peer_reachable{network,peer}, smc_vpn_peers{network,state}   written by roles/tinc's host-up/host-down
     smc_limits_oom_kills_total{class}, smc_limits_tasks_max_hits_total{class}
     smc_placement_missing_copies, smc_placement_unexpected_copies
 """
@@ -43,7 +43,7 @@ import tempfile
 
 __all__ = [
     "MetricsError", "Family", "POOL_STATES", "escape_label_value", "escape_help", "format_value", "render",
-    "replication_metrics", "snapshot_metrics", "pool_metrics", "fencing_metrics", "tinc_metrics",
+    "replication_metrics", "snapshot_metrics", "pool_metrics", "fencing_metrics",
     "limits_metrics", "placement_metrics", "write_textfile",
 ]
 
@@ -372,23 +372,6 @@ def fencing_metrics(fenced, lease_held, epochs=None, lease_expiry=None):
     if lease_expiry is not None:
         families[3].add({}, lease_expiry)
     return families
-
-
-# --------------------------------------------------------------------------------------------------- vpn
-def tinc_metrics(peers_reachable):
-    """Families for ``peers_reachable``: {peer: bool}, as tinc's own node list reports them."""
-    _mapping("peers_reachable", peers_reachable)
-    each = Family("smc_vpn_peer_reachable", "gauge", "1 when tinc reaches the peer.")
-    count = Family("smc_vpn_peers", "gauge", "VPN peers by state (reachable, unreachable).")
-    for peer in sorted(peers_reachable):
-        value = peers_reachable[peer]
-        if not isinstance(value, bool):
-            raise MetricsError("peers_reachable[%r] must be true or false, got %r" % (peer, value))
-        each.add({"peer": peer}, value)
-    up = sum(1 for v in peers_reachable.values() if v)
-    count.add({"state": "reachable"}, up)
-    count.add({"state": "unreachable"}, len(peers_reachable) - up)
-    return [each, count]
 
 
 # ------------------------------------------------------------------------------------------------ limits

@@ -84,7 +84,7 @@ fi
 ls "$ROOT/lib/modules/$KVER/updates/dkms/zfs.ko"* >/dev/null 2>&1 || die "zfs.ko missing for $KVER after dkms"
 
 # Packages the roles install, baked in so converging needs no downloads.
-ROLE_PKGS="tinc sanoid prometheus-node-exporter prometheus mbuffer lz4 pv faketime rsync jq python3-apt cgroup-tools netcat-openbsd less gdisk parted ethtool tcpdump"
+ROLE_PKGS="tinc sanoid prometheus-node-exporter prometheus prometheus-alertmanager mbuffer lz4 pv faketime rsync jq python3-apt cgroup-tools netcat-openbsd less gdisk parted ethtool tcpdump"
 say "role packages: $ROLE_PKGS"
 # shellcheck disable=SC2086
 in_root apt-get install -y --no-install-recommends $ROLE_PKGS
@@ -154,7 +154,7 @@ WantedBy=multi-user.target
 UNIT
 in_root systemctl enable smc-lab-boot.service ssh.service zfs-import-cache.service zfs-mount.service zfs.target zfs-zed.service
 # Quiet and quick boots: nothing here runs until a role asks for it.
-in_root systemctl disable prometheus.service prometheus-node-exporter.service tinc.service sanoid.timer \
+in_root systemctl disable prometheus.service prometheus-alertmanager.service prometheus-node-exporter.service tinc.service sanoid.timer \
     apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer || true
 in_root systemctl mask systemd-timesyncd.service getty@tty1.service || true
 sed -i 's/^#\?PermitRootLogin.*/PermitRootLogin prohibit-password/; s/^#\?UseDNS.*/UseDNS no/' "$ROOT/etc/ssh/sshd_config"

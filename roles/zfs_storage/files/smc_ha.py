@@ -209,9 +209,11 @@ class Loop:
     def lease_fresh(self):
         return self.last_renew is not None and time.monotonic() - self.last_renew < self.ha["fence_after"]
 
-    def fence(self, reason):
+    def fence(self, reason, processes=True):
         """Every writable copy on this host goes read-only and its project's processes stop, before this
-        host's lease can expire elsewhere (after a reboot it does not know which ones it served: all of them)."""
+        host's lease can expire elsewhere (after a reboot it does not know which ones it served: all of them).
+        ``processes=False`` (the unit's ExecStopPost): only the zfs part, no systemctl call, which would wait
+        on the systemd job that runs it; the next loop's start syncs the slices."""
         self.fenced = True
         try:
             os.unlink(self.ha["state"])
@@ -238,11 +240,11 @@ class Loop:
                     repl.run(["zfs", "set", "readonly=on", "%s=lease" % FENCED_PROP, ds], check=False)
         fenced = sorted(set(first + done))
         stopper = self.cfg.get("ha", {}).get("stop_project_command") or "/usr/local/sbin/smc-project"
-        if fenced and os.path.exists(stopper):
+        if fenced and processes and os.path.exists(stopper):
             for ds in fenced:
                 repl.run([stopper, "stop", ds.rsplit("/", 1)[1]], check=False)
         self.fenced, self.doc = True, None
-        limits = repl.sync_limits(self.cfg) if fenced else None
+        limits = repl.sync_limits(self.cfg) if fenced and processes else None
         self.log("fenced", reason=reason, datasets=fenced, **({"limits": limits} if limits else {}))
 
     def step(self):
@@ -422,6 +424,26 @@ def cmd_ha(cfg):
     if not ha["enabled"]:
         raise HaError("ha.enabled is false in the agent config; nothing to run")
     Loop(cfg, ha, client_for(ha), client_for(ha)).run_forever()
+
+
+def cmd_ha_fence(cfg, out=sys.stdout):
+    """After smc-ha.service ends (its ExecStopPost: a stop, a crash, a kill -9): nothing renews this host's
+    lease or would fence it when the lease lapses, so its writable copies go read-only now, before etcd can
+    let another host claim them. A restarted loop that still holds the lease is named primary again by etcd
+    and makes them writable (a restart costs seconds of read-only, no failover)."""
+    ha = ha_config(cfg)
+    if not ha["enabled"]:
+        return
+    loop = Loop(cfg, ha, None, None, out=out)
+    try:
+        with open(ha["state"], encoding="utf-8") as f:
+            doc = json.load(f)
+        me = loop.plan()["host"]
+        loop.primaries = dict((pid, v.get("epoch")) for pid, v in (doc.get("primary") or {}).items()
+                              if isinstance(v, dict) and v.get("host") == me)
+    except (OSError, ValueError, AttributeError, HaError, host_plan.PlanError):
+        pass  # no state or plan: fence() makes every writable copy of the pool's projects read-only
+    loop.fence("smc-ha.service stopped", processes=False)
 
 
 def cmd_ha_status(cfg):

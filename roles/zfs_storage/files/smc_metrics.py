@@ -39,9 +39,8 @@ What the values mean:
 - limits: per class of /etc/smc/project-limits.json, the sum over its projects' slices of ``oom_kill`` in
   memory.events and ``max`` in pids.events. A slice that does not exist here counts 0; the kernel's counts
   start again when a slice is recreated (after a failover), which Prometheus' increase() takes as a reset.
-- VPN peers: not exported. tinc 1.0 keeps no per-peer state another process can read (no control socket;
-  SIGUSR2 only dumps its node list to syslog); it needs host-up/host-down scripts from the tinc role that
-  record each peer's state in a file (e.g. /run/smc/tinc/<net>/<peer>), which tinc_metrics would then get.
+- VPN peers: not here. tinc runs role tinc's host-up/host-down on every change of a peer, and they write
+  smc-vpn-<network>.prom into the same directory at once (tinc 1.0 has no state another process can read).
 """
 
 import json

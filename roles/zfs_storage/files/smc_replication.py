@@ -479,6 +479,7 @@ class Sender:
         self.me = plan["host"]
         self.root = cfg["roots"][0]
         self.compress = cfg["replication"]["compressed"]
+        self.newest = {}  # dataset -> (guid of its newest snapshot or None, its targets): what the metrics compare
 
     def work(self):
         """{target: [(dataset, epoch, source listing)]} of what may need a send, and the idle count."""
@@ -502,6 +503,7 @@ class Sender:
                                              % (ds, src["epoch"], epoch))
                 continue
             latest = replication_plan.newest(src["snapshots"])
+            self.newest[ds] = (latest["guid"] if latest else None, set(targets))
             for target in targets:
                 if target in down:
                     self.report.setdefault("skipped_down", {}).setdefault(target, 0)
@@ -713,9 +715,11 @@ def cmd_replicate(cfg, args, report):
     fd = one_sender(cfg["lock_dir"])
     try:
         records = Records(cfg["replication"]["records"])
-        Sender(cfg, plan, records, report, verify=args.verify, only=getattr(args, "project_only", None)).replicate()
+        only = getattr(args, "project_only", None)
+        sender = Sender(cfg, plan, records, report, verify=args.verify, only=only)
+        sender.replicate()
         records.save()
-        write_metrics(cfg, records.data, report)
+        write_metrics(cfg, records.data, report, newest=None if only else sender.newest)
     finally:
         os.close(fd)
     report["failed"] = sum(len(p.get("errors") or []) for p in report["peers"].values()) + len(report["errors"])
@@ -724,9 +728,12 @@ def cmd_replicate(cfg, args, report):
 METRIC_KEYS = ("last_success", "last_attempt", "bytes_total", "errors_total", "last_error", "consecutive_failures")
 
 
-def write_metrics(cfg, records, report):
-    """Replication per peer into node-exporter's textfile directory (when it exists): up-to-date pairs have no
-    lag; a failing pair's lag is the time since its last success."""
+def write_metrics(cfg, records, report, newest=None):
+    """Replication per peer into node-exporter's textfile directory (when it exists). ``newest``: {dataset:
+    (guid of the source's newest snapshot, its targets)} of this run: then only this host's primaries and
+    their current targets are exported, and a pair whose target lacks the newest snapshot (a failing send, or
+    a target skipped for having no lease) lags by the time since its last success; an up-to-date pair has no
+    lag. Without it (a one-project run) every record is exported and only failing pairs lag."""
     path = cfg["replication"].get("metrics_textfile")
     if not path or not os.path.isdir(os.path.dirname(path)):
         return
@@ -738,10 +745,15 @@ def write_metrics(cfg, records, report):
     now = time.time()
     shaped = {}
     for ds, targets in records.items():
+        if newest is not None and ds not in newest:
+            continue  # not a primary here (any more): not this host's to send
+        guid, current = newest[ds] if newest is not None else (None, None)
         for target, rec in targets.items():
+            if current is not None and target not in current:
+                continue  # no longer a target of the dataset
             out = dict((k, rec.get(k)) for k in METRIC_KEYS if rec.get(k) is not None)
-            failing = rec.get("consecutive_failures", 0) > 0
-            out["lag_seconds"] = (now - rec["last_success"] if rec.get("last_success") else None) if failing else 0.0
+            behind = rec.get("consecutive_failures", 0) > 0 or (guid is not None and rec.get("guid") != guid)
+            out["lag_seconds"] = (now - rec["last_success"] if rec.get("last_success") else None) if behind else 0.0
             shaped.setdefault(ds, {})[target] = out
     try:
         metrics_text.write_textfile(path, metrics_text.replication_metrics(shaped, now))

@@ -119,7 +119,6 @@ def everything():
             + m.pool_metrics({"tank": {"health": "ONLINE", "size_bytes": 1000, "allocated_bytes": 250,
                                        "free_bytes": 750}})
             + m.fencing_metrics(False, True, {"p1": 4}, NOW + 30)
-            + m.tinc_metrics({"dc2-s1": True, "dc3-s1": False})
             + m.limits_metrics({"default": {"oom_kills": 2, "tasks_max_hits": 1}})
             + m.placement_metrics(1, 0))
 
@@ -369,15 +368,6 @@ def test_fencing_lease_and_epochs():
         m.fencing_metrics(1, True)
     with pytest.raises(m.MetricsError, match=r"epochs\['p'\]"):
         m.fencing_metrics(False, True, {"p": -1})
-
-
-def test_tinc_peers_each_and_counted():
-    text = m.render(m.tinc_metrics({"dc1-s2": True, "dc2-s1": False, "dc2-s2": False}))
-    assert value(text, "smc_vpn_peer_reachable", peer="dc2-s1") == 0
-    assert value(text, "smc_vpn_peers", state="unreachable") == 2
-    assert value(text, "smc_vpn_peers", state="reachable") == 1
-    with pytest.raises(m.MetricsError, match=r"peers_reachable\['x'\]"):
-        m.tinc_metrics({"x": "yes"})
 
 
 def test_limits_are_counters_per_class():
