@@ -14,6 +14,7 @@ silently leaves a default in place.
 """
 
 import copy
+import math
 import re
 
 __all__ = ["AlertRulesError", "OVERRIDE_KEYS", "SEVERITIES", "alerts", "threshold", "apply_overrides"]
@@ -58,7 +59,7 @@ def threshold(rule):
 
 
 def _number(value, where):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value):
         raise AlertRulesError("%s must be a number, got %r" % (where, value))
     return int(value) if float(value).is_integer() else value
 
@@ -83,8 +84,8 @@ def apply_overrides(doc, overrides):
             raise AlertRulesError("%s must be a mapping with some of %s" % (where, ", ".join(OVERRIDE_KEYS)))
         unknown = sorted(set(settings) - set(OVERRIDE_KEYS))
         if unknown:
-            raise AlertRulesError("%s: unknown keys %s (known: %s)" % (where, ", ".join(map(str, unknown)),
-                                                                    ", ".join(OVERRIDE_KEYS)))
+            raise AlertRulesError("%s: unknown keys %s (known: %s)"
+                                  % (where, ", ".join(map(str, unknown)), ", ".join(OVERRIDE_KEYS)))
         rule = rules[name]
         if "for" in settings:
             value = settings["for"]

@@ -90,10 +90,9 @@ def test_a_hostile_node_name_is_refused_and_nothing_is_written(net, node):
 def test_run_under_another_name_it_refuses(net, tmp_path):
     other = tmp_path / "etc" / "smc" / "subnet-up"
     other.write_text((tmp_path / "etc" / "smc" / "host-up").read_text())
-    p = subprocess.run(["dash", str(other)], env=dict(os.environ, NETNAME="smc", NODE="dc2_s1",
-                                                       SMC_TINC_STATE_DIR=str(tmp_path / "run"),
-                                                       SMC_TINC_TEXTFILE_DIR=str(net.textfile)),
-                       capture_output=True, text=True, check=False)
+    env = dict(os.environ, NETNAME="smc", NODE="dc2_s1", SMC_TINC_STATE_DIR=str(tmp_path / "run"),
+               SMC_TINC_TEXTFILE_DIR=str(net.textfile))
+    p = subprocess.run(["dash", str(other)], env=env, capture_output=True, text=True, check=False)
     assert p.returncode != 0 and "host-up or host-down" in p.stderr
 
 
