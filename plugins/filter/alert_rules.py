@@ -55,7 +55,8 @@ def alert_rules(text, overrides):
         return text
     try:
         doc = yaml.safe_load(text)
-        out = apply_overrides(doc, dict(overrides) if isinstance(overrides, dict) else overrides)
+        # plain types: Ansible hands over its own str/dict subclasses, which yaml.safe_dump cannot represent
+        out = apply_overrides(doc, json.loads(json.dumps(overrides, default=str)))
     except (AlertRulesError, yaml.YAMLError) as exc:
         raise AnsibleFilterError("alert_rules: %s" % exc) from exc
     header = ("# smc.backend's alert rules with the inventory's monitoring_alert_overrides applied:\n# %s\n"

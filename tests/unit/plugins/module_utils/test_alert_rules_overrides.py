@@ -61,6 +61,15 @@ def test_the_filter_returns_the_file_unchanged_without_overrides():
     assert alert_rules_filter(text, {}) == text
 
 
+class Tagged(str):
+    """Like Ansible's tagged strings: a str subclass yaml.safe_dump cannot represent as it is."""
+
+
+def test_the_filter_takes_the_string_subclasses_ansible_passes():
+    text = alert_rules_filter(open(RULES, encoding="utf-8").read(), {Tagged("SmcPoolDegraded"): {"for": Tagged("10s")}})
+    assert a.alerts(yaml.safe_load(text))["SmcPoolDegraded"]["for"] == "10s"
+
+
 def test_the_filtered_file_is_valid_for_promtool(tmp_path):
     promtool = shutil.which("promtool")
     assert promtool, "promtool not found: install Debian's prometheus package (tests/lab/bootstrap.sh does it)"
