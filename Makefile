@@ -18,7 +18,7 @@ endif
 export ANSIBLE_CALLBACK_PLUGINS ?= $(CURDIR)/tests/lab/callback_plugins
 export ANSIBLE_CALLBACKS_ENABLED ?= smc_task_times
 PLAYBOOK := ansible-playbook
-SCENARIOS ?= default tinc zfs limits monitoring replication chaos
+SCENARIOS ?= default tinc zfs limits replication chaos
 LAB_VARS := $(if $(LAB_PORT_BASE),-e lab_ssh_port_base=$(LAB_PORT_BASE))
 SNAPSHOT := python tests/lab/snapshot.py
 
