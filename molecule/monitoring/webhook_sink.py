@@ -1,6 +1,5 @@
-#!/usr/bin/python3
 """The lab's webhook receiver: appends each POSTed Alertmanager notification (JSON) as one line to a file.
-Usage: smc-lab-webhook-sink ADDRESS PORT FILE"""
+Usage: python3 smc-lab-webhook-sink.py ADDRESS PORT FILE"""
 import http.server
 import json
 import sys
