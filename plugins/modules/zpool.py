@@ -22,6 +22,11 @@ description:
     C(/dev/vdb) are the same disk, and a whole disk matches the C(-part1) partition ZFS made on it), it
     fails listing the differences (or warns, O(layout_mismatch=warn)) and changes nothing.
   - Pool names are matched exactly, never as substrings.
+  - Before creating it waits for udev to settle. C(zpool create) labels a whole disk and then waits 30 s for
+    udev to make the new partition's node; on a loaded host that wait can run out after the label was
+    written. The module then waits for udev again and retries with C(-f) (up to 3 attempts, each a warning),
+    but only when every device it may not force carries nothing but that fresh partition table with empty
+    partitions; otherwise it fails naming what the devices carry.
 author: smc.backend developers (@smc-backend)
 attributes:
   check_mode:
@@ -169,6 +174,12 @@ signatures:
   type: dict
   sample: {"/dev/disk/by-id/virtio-smc-d3": ["zfs_member (pool old) on /dev/vdd1",
                                              "partition table gpt with 2 partition(s) /dev/vdd1 /dev/vdd9"]}
+create_attempts:
+  description: How many times C(zpool create) ran (more than 1 when udev was late with the partition nodes of
+    the label it wrote, see the description); 0 in check mode.
+  returned: when the pool was created (or would have been)
+  type: int
+  sample: 1
 in_use:
   description: Desired devices that belong to an imported pool, by device (the pool is then never created).
   returned: when the pool is refused for that reason
@@ -208,6 +219,15 @@ ARGUMENT_SPEC = dict(
     import_dirs=dict(type="list", elements="str"),
     layout_mismatch=dict(type="str", default="fail", choices=["fail", "warn"]),
 )
+
+
+# zpool create partitions a whole disk, then waits up to 30 s for udev to make the partition's node; under
+# load (TCG guests booting, a busy udev queue) that wait can run out although the label was written.
+UDEV_LATE = re.compile(r"failed to detect device partitions|the kernel failed to rescan the partition table|"
+                       r"cannot resolve path '[^']*-part1'")
+FRESH_LABEL = re.compile(r"partition table gpt with \d+ partition\(s\)[ /A-Za-z0-9_.:-]*\Z")
+UDEV_SETTLE_SECONDS = 120
+CREATE_ATTEMPTS = 3
 
 
 def parse_blkid(out):
@@ -294,12 +314,14 @@ class PoolManager:
     def __init__(self, module, cli):
         self.m, self.cli, self.p = module, cli, module.params
         self.actions, self.commands, self.warnings = [], [], []
+        self.attempts = 0
 
-    def write(self, args, action):
-        self.actions.append(action)
-        self.commands.append(" ".join(args))
+    def write(self, args, action, check=True):
+        if check:
+            self.actions.append(action)
+            self.commands.append(" ".join(args))
         if not self.m.check_mode:
-            self.cli.run(args)
+            self.cli.run(args, check=check)
 
     def signatures(self, devices):
         found = {}
@@ -341,8 +363,40 @@ class PoolManager:
             args += ["-o", "%s=%s" % (k, v)]
         for k, v in sorted(self.p["filesystem_properties"].items()):
             args += ["-O", "%s=%s" % (k, v)]
-        self.write(args + [self.p["name"]] + zl.create_args(layout), "create")
+        self.write(["udevadm", "settle", "--timeout=%d" % UDEV_SETTLE_SECONDS], "wait for udev", check=False)
+        args += [self.p["name"]] + zl.create_args(layout)
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                self.attempts = attempt
+                self.write(args, "create")
+                break
+            except ZfsError as exc:
+                if attempt == CREATE_ATTEMPTS or not UDEV_LATE.search(str(exc)):
+                    raise
+                self.relabel_check(zl.devices(layout), forced, exc)
+                self.warnings.append("zpool create failed because udev had not made the partition nodes of the "
+                                     "label it wrote within ZFS's 30 s (a host under load); it ran again with -f "
+                                     "after udevadm settle, on devices that carry only that new label: %s" % exc)
+                if "-f" not in args:
+                    args.insert(2, "-f")
         return found
+
+    def relabel_check(self, devices, forced, exc):
+        """After a create that labelled the disks but failed waiting for udev: fail unless every device is
+        one this run was allowed to write (blank before, or forced) and now carries nothing but a partition
+        table whose partitions have no signature (the label the failed create wrote)."""
+        self.cli.run(["udevadm", "settle", "--timeout=%d" % UDEV_SETTLE_SECONDS], check=False)
+        now = self.signatures(devices)
+        foreign = {d: [s for s in sigs if not FRESH_LABEL.match(s)] for d, sigs in now.items()
+                   if os.path.realpath(d) not in forced}
+        foreign = {d: s for d, s in foreign.items() if s}
+        if foreign:
+            self.m.fail_json(
+                msg="zpool create of %s failed (%s) and left devices that carry more than the label it wrote: %s. "
+                    "Not retried; inspect them (blkid -p, lsblk) and run again, naming a device in force_disks only "
+                    "if its data may be destroyed." % (self.p["name"], exc, "; ".join(
+                        "%s carries %s" % (d, ", ".join(s)) for d, s in sorted(foreign.items()))),
+                signatures=now, actions=self.actions, commands=self.commands, layout_differences=[])
 
     def set_props(self, kind, want, get):
         have = get(sorted(want)) if want else {}
@@ -388,6 +442,7 @@ def run_module():
                 imported = not module.check_mode
             else:
                 result["signatures"] = mgr.create(layout)
+                result["create_attempts"] = mgr.attempts
         else:
             before["state"] = "present"
         after = dict(state="present")
