@@ -316,12 +316,16 @@ class PoolManager:
         self.actions, self.commands, self.warnings = [], [], []
         self.attempts = 0
 
-    def write(self, args, action, check=True):
-        if check:
-            self.actions.append(action)
-            self.commands.append(" ".join(args))
+    def write(self, args, action):
+        self.actions.append(action)
+        self.commands.append(" ".join(args))
         if not self.m.check_mode:
-            self.cli.run(args, check=check)
+            self.cli.run(args)
+
+    def settle_udev(self):
+        """Wait for udev's queue (not in check mode); a failure only means no wait."""
+        if not self.m.check_mode:
+            self.cli.run(["udevadm", "settle", "--timeout=%d" % UDEV_SETTLE_SECONDS], check=False)
 
     def signatures(self, devices):
         found = {}
@@ -363,11 +367,11 @@ class PoolManager:
             args += ["-o", "%s=%s" % (k, v)]
         for k, v in sorted(self.p["filesystem_properties"].items()):
             args += ["-O", "%s=%s" % (k, v)]
-        self.write(["udevadm", "settle", "--timeout=%d" % UDEV_SETTLE_SECONDS], "wait for udev", check=False)
+        self.settle_udev()
         args += [self.p["name"]] + zl.create_args(layout)
         for attempt in range(1, CREATE_ATTEMPTS + 1):
             try:
-                self.attempts = attempt
+                self.attempts = 0 if self.m.check_mode else attempt
                 self.write(args, "create")
                 break
             except ZfsError as exc:
@@ -385,7 +389,7 @@ class PoolManager:
         """After a create that labelled the disks but failed waiting for udev: fail unless every device is
         one this run was allowed to write (blank before, or forced) and now carries nothing but a partition
         table whose partitions have no signature (the label the failed create wrote)."""
-        self.cli.run(["udevadm", "settle", "--timeout=%d" % UDEV_SETTLE_SECONDS], check=False)
+        self.settle_udev()
         now = self.signatures(devices)
         foreign = {d: [s for s in sigs if not FRESH_LABEL.match(s)] for d, sigs in now.items()
                    if os.path.realpath(d) not in forced}

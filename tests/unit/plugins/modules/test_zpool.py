@@ -260,5 +260,5 @@ def test_other_create_errors_are_not_retried(late):
 def test_check_mode_runs_neither_udevadm_nor_create(late):
     fake = LateUdev()
     res = late(fake, name="smct_d4", vdevs=[{"type": "stripe", "disks": [D4]}], _ansible_check_mode=True)
-    assert res["changed"] and res["actions"] == ["create"] and not creates(fake)
+    assert res["changed"] and res["actions"] == ["create"] and not creates(fake) and res["create_attempts"] == 0
     assert not [a for a in fake.calls if a[0] == "udevadm"]
