@@ -31,6 +31,7 @@ class FakeZfs:
 
     def __init__(self):
         self.dirty, self.written, self.snaps, self.calls = 0, 24576, [], []
+        self.role_now = "-"  # smc:role as `zfs get` reads it (the listing always says "-")
 
     def write(self, n):
         self.dirty += n
@@ -43,6 +44,8 @@ class FakeZfs:
             self.dirty = 0
         elif argv[:2] == ["zfs", "list"] and "filesystem" in argv:
             out = "smct_raidz1/p\t0\t-\t-\t-\n%s\t%d\t-\t-\t-\n" % (DS, self.written)
+        elif argv[:2] == ["zfs", "get"] and "smc:role" in argv:
+            out = "".join("%s\t%s\n" % (name, self.role_now) for name in argv[argv.index("smc:role") + 1:])
         elif argv[:2] == ["zfs", "snapshot"]:
             for full in argv[2:]:
                 assert full.startswith(DS + "@") and full.split("@")[1] not in self.snaps, full
@@ -56,7 +59,8 @@ class FakeZfs:
 def run_agent(mod, tmp_path, argv, cfg):
     """Write ``cfg`` as the agent's config (locks under tmp_path) and run ``smc-zfs-agent <argv>``; the exit code."""
     conf = tmp_path / "agent.json"
-    conf.write_text(json.dumps(dict({"lock_dir": str(tmp_path / "locks")}, **cfg)))
+    conf.write_text(json.dumps(dict({"lock_dir": str(tmp_path / "locks"),
+                                     "receive_lock_dir": str(tmp_path / "recv")}, **cfg)))
     return mod.main(["--config", str(conf), "--lib", LIB] + list(argv))
 
 
@@ -146,3 +150,31 @@ def test_a_dry_run_without_a_usable_account_is_an_error_not_a_guess(monkeypatch)
     monkeypatch.setattr(mod.subprocess, "run", FakeProgram("{}"))
     with pytest.raises(mod.AgentError, match="no usable account"):
         mod.destroy_program("tank", list(NAMES), dry_run=True)
+
+
+def test_a_copy_that_became_a_replica_since_the_listing_is_not_snapshotted(agent, capsys):
+    """CI: a first receive into a new copy ran while the agent listed; it finished (smc:role=replica) before
+    the snapshot, which forked the replica's history from its primary's (quarantined at the next send)."""
+    fake, snapshot = agent
+    fake.role_now = "replica"
+    assert snapshot(TIMES[0]) == 0
+    assert fake.snaps == []
+    assert ["zfs", "get", "-H", "-o", "name,value", "smc:role", DS] in fake.calls
+    fake.role_now = "primary"
+    assert snapshot(TIMES[1]) == 0
+    assert fake.snaps == ["smc_%s" % TIMES[1]]
+
+
+def test_a_copy_a_receive_is_running_into_is_busy_not_snapshotted(agent, tmp_path, capsys):
+    import fcntl
+    fake, snapshot = agent
+    (tmp_path / "recv").mkdir()
+    lock = tmp_path / "recv" / (DS.replace("/", "%2F") + ".recv")
+    with open(lock, "w", encoding="utf-8") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the receiver's lock, as smc_replication takes it
+        capsys.readouterr()
+        assert snapshot(TIMES[0]) == 0
+        assert fake.snaps == []
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["busy"] == [DS]
+    assert snapshot(TIMES[1]) == 0  # the receive ended: its (unheld) lock file is no obstacle
+    assert fake.snaps == ["smc_%s" % TIMES[1]]
