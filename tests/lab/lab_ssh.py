@@ -22,7 +22,7 @@ class Host:
         self.base = ["ssh", "-i", key, "-p", str(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
                      "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ControlMaster=auto",
                      "-o", "ControlPersist=300", "-o", "ControlPath=%s/%%C" % control_dir,
-                     "-o", "ServerAliveInterval=10", "-o", "ConnectTimeout=20", "root@%s" % address]
+                     "-o", "ServerAliveInterval=10", "-o", "ConnectTimeout=120", "root@%s" % address]
 
     def run(self, script, check=True, timeout=600):
         """Run a shell script on the host; returns (rc, stdout, stderr)."""

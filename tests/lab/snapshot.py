@@ -148,10 +148,13 @@ def netns(top, action, tap):
         raise LabError("netns.sh %s %s failed: %s" % (action, tap, proc.stderr.strip()))
 
 
-def ssh_banner(port):
+def ssh_banner(port, wait=60):
+    """Whether the guest's sshd sends its banner within ``wait`` seconds. A just-resumed TCG guest can need tens of
+    seconds for it (sshd re-executes itself per connection); a probe that gave up after 3 s never saw it, and
+    every abandoned probe left sshd one more child to start on a guest already short of CPU."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=3) as conn:
-            conn.settimeout(3)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.settimeout(wait)
             return conn.recv(64).startswith(b"SSH-")
     except OSError:
         return False
@@ -159,7 +162,7 @@ def ssh_banner(port):
 
 def ssh_cmd(port, key):
     return ["ssh", "-i", key, "-p", str(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=120",
             "-o", "ControlMaster=no", "root@127.0.0.1"]
 
 
@@ -177,7 +180,7 @@ def hosts_with_path(hosts, key, path):
 def set_clock(port, key, deadline):
     """Wait for SSH, then set the guest's clock to ours; returns seconds until it answered."""
     start = time.monotonic()
-    while not ssh_banner(port):
+    while not ssh_banner(port, wait=max(10, min(60, deadline - time.monotonic()))):
         if time.monotonic() > deadline:
             raise LabError("127.0.0.1:%d gives no SSH banner after the revert" % port)
         time.sleep(1)

@@ -15,8 +15,10 @@ import sys
 import time
 
 
-def ssh_banner(port, timeout=2.0):
-    """True when 127.0.0.1:port answers with an SSH banner (qemu's forward accepts before sshd runs)."""
+def ssh_banner(port, timeout=15.0):
+    """True when 127.0.0.1:port answers with an SSH banner (qemu's forward accepts before sshd runs). A guest
+    short of CPU (TCG, several booting at once) can need seconds for the banner: a probe that gives up sooner
+    misses it each time, and leaves sshd a child to start for nothing."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
             conn.settimeout(timeout)

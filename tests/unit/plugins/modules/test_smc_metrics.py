@@ -95,6 +95,9 @@ class FakeHost:
                                          "resume": len(names) + 2}})
         elif key == "zfs snapshot":
             self.snapshots += argv[2:]
+        elif key == "zfs get":  # the agent reads smc:role again under its locks (the listing's 4th column)
+            roles = dict((line.split("\t")[0], line.split("\t")[3]) for line in self.datasets.splitlines())
+            out = "".join("%s\t%s\n" % (name, roles.get(name, "-")) for name in argv[argv.index("smc:role") + 1:])
         elif key != "zpool sync":
             raise AssertionError("unexpected command %s" % argv)
         return subprocess.CompletedProcess(argv, 0, out, "")
