@@ -1,7 +1,6 @@
 """tests/lab/run_scenarios.py: the budget, the speed taken from the first scenario, the summary, a failure."""
 import importlib.util
 import os
-import time
 
 import pytest
 
