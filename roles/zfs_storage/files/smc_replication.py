@@ -149,6 +149,11 @@ def bookmarks(snapshots):
 
 # ---------------------------------------------------------------------------------------------- receiver
 
+def receive_lock_path(lock_dir, ds):
+    """The file a receive into ds holds its flock on (the agent's snapshot takes it too)."""
+    return os.path.join(lock_dir, ds.replace("/", "%2F") + ".recv")
+
+
 class Receiver:
     def __init__(self, cfg, inp, out, peer="?"):
         self.cfg, self.inp, self.out, self.peer = cfg, inp, out, peer
@@ -208,7 +213,7 @@ class Receiver:
         self.reply(ok=True, state=dict((n, found.get(n)) for n in names))
 
     def _lock(self, ds):
-        fd = os.open(os.path.join(self.lock_dir, ds.replace("/", "%2F") + ".recv"), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(receive_lock_path(self.lock_dir, ds), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
