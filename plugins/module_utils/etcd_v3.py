@@ -2,9 +2,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A small client for etcd's v3 JSON API (the gRPC gateway), standard library only; ships to hosts.
 
-Only what the agent needs: leases (grant, keep alive, revoke), range reads by prefix and transactions that
-compare one key's revision before they write (compare-and-swap). Every call goes to the first endpoint that
-answers within ``timeout`` seconds; an endpoint that fails is tried last next time. Keys and values are text;
+Only what the agent needs: leases (grant, keep alive, revoke), range reads by prefix, transactions that
+compare one key's revision before they write (compare-and-swap), and a watch of a prefix. Every call goes to
+the first endpoint that answers within ``timeout`` seconds; an endpoint that fails is tried last next time.
+A client keeps one HTTP connection per endpoint open between calls (a new TCP connection per call was most
+of a call's cost on a slow host); it is not meant to be shared between threads. Keys and values are text;
 the API's base64 stays inside this file.
 """
 
@@ -52,6 +54,7 @@ class Client:
         self.endpoints = list(endpoints)
         self.timeout = timeout
         self.context = None
+        self._conns = {}  # endpoint -> an open HTTP connection, reused by the next call
         if any(e.startswith("https://") for e in self.endpoints):
             self.context = ssl.create_default_context(cafile=ca_file)
             if cert_file:
@@ -84,17 +87,83 @@ class Client:
             return answer.get("result", answer) if isinstance(answer, dict) else answer
         raise Unavailable("etcd %s: no endpoint answered (%s)" % (path, "; ".join(errors)))
 
-    def _post(self, endpoint, path, data):
+    def _connect(self, endpoint, timeout):
         url = urllib.parse.urlsplit(endpoint)
         if url.scheme == "https":
-            conn = http.client.HTTPSConnection(url.hostname, url.port or 2379, timeout=self.timeout,
-                                               context=self.context)
-        else:
-            conn = http.client.HTTPConnection(url.hostname, url.port or 2379, timeout=self.timeout)
+            return url, http.client.HTTPSConnection(url.hostname, url.port or 2379, timeout=timeout,
+                                                    context=self.context)
+        return url, http.client.HTTPConnection(url.hostname, url.port or 2379, timeout=timeout)
+
+    def _post(self, endpoint, path, data):
+        """(status, text) of one POST on the endpoint's kept connection. A kept connection the server closed
+        while idle fails before the request reaches etcd: then the call goes once more on a new connection
+        (only then: a call that may have reached etcd is never sent twice to the same endpoint)."""
+        for attempt in (0, 1):
+            kept = self._conns.pop(endpoint, None)
+            url, conn = kept if kept is not None else self._connect(endpoint, self.timeout)
+            try:
+                conn.request("POST", url.path.rstrip("/") + path, body=data,
+                             headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                text = resp.read().decode("utf-8", "replace")
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                conn.close()
+                if kept is None or attempt:
+                    raise
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            if resp.will_close:
+                conn.close()
+            else:
+                self._conns[endpoint] = (url, conn)
+            return resp.status, text
+        raise AssertionError("unreachable")
+
+    def close(self):
+        for _url, conn in self._conns.values():
+            conn.close()
+        self._conns = {}
+
+    def watch(self, prefix, start_revision=0, timeout=60.0):
+        """Yield etcd's watch responses for every key under ``prefix`` (each a dict with ``header`` and, but
+        for the first, ``events``), from ``start_revision`` on (0: from now). The stream goes to the first
+        endpoint; it ends with an exception: OSError (a timeout when nothing came for ``timeout``
+        seconds), Unavailable when etcd closed it, EtcdError when etcd refused it (e.g. a compacted
+        revision). The caller reads the state again and watches anew."""
+        request = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))}
+        if start_revision:
+            request["start_revision"] = str(int(start_revision))
+        endpoint = self.endpoints[0]
+        url, conn = self._connect(endpoint, timeout)
         try:
-            conn.request("POST", url.path.rstrip("/") + path, body=data, headers={"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            return resp.status, resp.read().decode("utf-8", "replace")
+            try:
+                conn.request("POST", url.path.rstrip("/") + "/v3/watch", body=json.dumps({"create_request": request}),
+                             headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException):
+                self._demote(endpoint)
+                raise
+            if resp.status != 200:
+                raise EtcdError("etcd watch at %s: HTTP %d %s" % (endpoint, resp.status, resp.read(300)))
+            while True:
+                line = resp.readline()
+                if not line:
+                    raise Unavailable("etcd watch at %s: the stream ended" % endpoint)
+                if not line.strip():
+                    continue
+                try:
+                    answer = json.loads(line)
+                except ValueError as exc:
+                    raise EtcdError("etcd watch at %s: not JSON: %r" % (endpoint, line[:200])) from exc
+                if "error" in answer:
+                    raise EtcdError("etcd watch at %s: %s" % (endpoint, answer["error"]))
+                result = answer.get("result", answer)
+                if result.get("canceled") or result.get("compact_revision"):
+                    why = result.get("cancel_reason") or "compacted to %s" % result.get("compact_revision")
+                    raise EtcdError("etcd watch at %s: canceled (%s)" % (endpoint, why))
+                yield result
         finally:
             conn.close()
 

@@ -2,10 +2,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The agent's high-availability loop (``smc-zfs-agent ha``, run by smc-ha.service). Standard library only.
 
-Every ``tick`` seconds: renew this host's lease in etcd (grant a new one when etcd no longer knows it), read
-the HA keys in one range, and act on failover.decide(): bootstrap the primary key of a project from the plan,
+A keepalive thread renews this host's lease in etcd every ``renew_every`` seconds (grants a new one when etcd no
+longer knows it). A watch thread follows the HA keys in etcd and wakes the main loop when any of them changes;
+the main loop then reads them in one range and acts on failover.decide(): bootstrap the primary key of a project from the plan,
 keep the local copy writable exactly when etcd names this host its primary, publish a candidate when a
-primary's lease is gone, claim by compare-and-swap when this copy wins, then send to the others at once.
+primary's lease is gone, claim by compare-and-swap when this copy wins, then send to the others at once. It
+also reads them every ``range_every`` seconds when nothing changes (the watch may miss a change while it
+reconnects), and every ``tick`` seconds while an election runs, the watch is down or the host is fenced.
 
 Fencing comes first: when no renewal succeeded for ``fence_after`` seconds (monotonic clock), every dataset
 this host was primary of goes read-only (marked ``smc:fenced=lease``) and the state file that lets the sender
@@ -13,7 +16,10 @@ act as a primary is removed, before the lease can expire at etcd (failover.timin
 loop fenced are made writable again, and only when etcd still names this host at the same epoch.
 
 The state file (``ha.state``, in /run: gone after a reboot) tells the sender which projects it is primary
-of, at which epoch, and when etcd last confirmed it; the sender ignores a state older than ``fence_after``.
+of and at which epoch; its modification time is when etcd last confirmed it, and the sender ignores a state
+older than ``fence_after``. A confirmation is a main-loop pass that found nothing new, or a lease renewal while
+the watch runs, no change waits for the main loop, and the last full read is younger than ``fence_after``
+(touching the file is all it costs: an idle host spends its CPU on nothing but the renewals).
 """
 
 import json
@@ -40,7 +46,9 @@ HA_DEFAULTS = {
     "skew_margin": 4,
     "tick": 1,
     "collect_seconds": 4,
-    "recheck_every": 15,
+    "recheck_every": 30,
+    "range_every": 5,
+    "watch_timeout": 30,
     "request_timeout": 1.5,
     "state": "/run/smc/ha/state.json",
     "ca_file": None,
@@ -59,6 +67,9 @@ def ha_config(cfg):
                                     ha["tick"])
     if ha["enabled"] and not ha["endpoints"]:
         errors.append("ha.endpoints: the etcd client URLs are needed when ha.enabled")
+    for key in ("range_every", "watch_timeout"):
+        if isinstance(ha[key], bool) or not isinstance(ha[key], (int, float)) or not 0 < ha[key] <= 3600:
+            errors.append("ha.%s: %r is not a number of seconds in (0, 3600]" % (key, ha[key]))
     if not ha["prefix"].startswith("/") or not ha["prefix"].endswith("/"):
         errors.append("ha.prefix must start and end with '/' (e.g. /smc/)")
     if errors:
@@ -75,16 +86,28 @@ def write_state(path, doc):
 
 
 def read_state(ha, now=None):
-    """The HA state when it is fresh (confirmed by etcd within fence_after), else None."""
+    """The HA state when it is fresh (confirmed by etcd within fence_after: the file's modification time),
+    else None. ``confirmed`` in the returned document is that time."""
     try:
         with open(ha["state"], encoding="utf-8") as f:
             doc = json.load(f)
+            confirmed = os.fstat(f.fileno()).st_mtime
     except (OSError, ValueError):
         return None
     now = time.time() if now is None else now
-    if not isinstance(doc, dict) or now - float(doc.get("confirmed") or 0) > ha["fence_after"]:
+    if not isinstance(doc, dict) or now - confirmed > ha["fence_after"]:
         return None
+    doc["confirmed"] = confirmed
     return doc
+
+
+def confirm_state(path):
+    """The state file as confirmed now (its mtime); False when there is none (fenced meanwhile)."""
+    try:
+        os.utime(path)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def overlay(plan, ha, wait=0.0, peers_wait=0.0):
@@ -119,8 +142,12 @@ def overlay(plan, ha, wait=0.0, peers_wait=0.0):
 
 
 class Loop:
-    def __init__(self, cfg, ha, client, lease_client, out=sys.stdout):
+    def __init__(self, cfg, ha, client, lease_client, out=sys.stdout, watch_client=None):
         self.cfg, self.ha, self.client, self.lease_client, self.out = cfg, ha, client, lease_client, out
+        self.watch_client = watch_client  # None: no watch, a full read every tick
+        self.wake = threading.Event()  # set by the watch: something under the prefix changed
+        self.watching = False  # a watch stream is established and has not failed since
+        self.ranged = None  # monotonic time of the last full read of etcd's state
         self.lock, self.out_lock = threading.Lock(), threading.Lock()
         self.root = cfg["roots"][0]
         self.lease = None
@@ -196,6 +223,7 @@ class Loop:
             try:
                 self.renew(me)
                 self.last_renew = time.monotonic()
+                self._confirm_by_lease()
             except etcd_v3.EtcdError as exc:
                 since = time.monotonic() - (self.last_renew if self.last_renew is not None else started)
                 if since >= self.ha["fence_after"] and not self.fenced:
@@ -205,6 +233,14 @@ class Loop:
             except (OSError, ValueError) as exc:
                 self.log("error", error="keepalive: %s" % str(exc)[:300])
             time.sleep(max(0.1, self.ha["renew_every"] - (time.monotonic() - began)))
+
+    def _confirm_by_lease(self):
+        """A renewal confirms the state when the watch runs, nothing waits for the main loop and its last
+        full read is fresh: etcd moves a primary only by a CAS the watch would have reported."""
+        if self.doc is None or self.fenced or not self.watching or self.wake.is_set() or self.ranged is None \
+                or time.monotonic() - self.ranged >= self.ha["fence_after"]:
+            return
+        confirm_state(self.ha["state"])
 
     def lease_fresh(self):
         return self.last_renew is not None and time.monotonic() - self.last_renew < self.ha["fence_after"]
@@ -257,14 +293,15 @@ class Loop:
         except etcd_v3.EtcdError as exc:
             self.log("error", error="range: %s" % str(exc)[:300])
             return
+        self.ranged = now
         # Nothing changed in etcd or in the plan, no election running, checked the datasets lately: only the
         # confirmation is renewed (a tick then costs two HTTP calls, no zfs command; guests are slow).
         state = failover.parse_state(kvs, self.ha["prefix"])
         seen = (self._digest(plan, state), plan.get("_mtime"))
         if self.doc is not None and seen == self.seen and not self.fenced and not self.elections \
                 and now - self.checked < self.ha["recheck_every"]:
-            self.doc["confirmed"] = time.time()
-            write_state(self.ha["state"], self.doc)
+            if not confirm_state(self.ha["state"]):
+                self.doc = None  # gone (fenced, or removed by hand): the next pass writes it again
             return
         with self.lock:
             if self.fenced and not self.lease_fresh():
@@ -401,16 +438,54 @@ class Loop:
                                        stderr=subprocess.DEVNULL)
         self.log("sending", projects=pids)
 
+    def watch_keys(self):
+        """The watch thread: wakes the main loop on every change under the prefix. A stream that times out
+        (nothing changed) resumes after the last revision it saw; one that fails wakes the loop, which reads
+        the state every tick until a stream is back."""
+        revision = 0
+        while True:
+            created = False
+            try:
+                for result in self.watch_client.watch(self.ha["prefix"], revision + 1 if revision else 0,
+                                                      timeout=self.ha["watch_timeout"]):
+                    if result.get("created"):
+                        if not revision:  # watching from now: what changed before is read once more
+                            revision = int((result.get("header") or {}).get("revision") or 0)
+                            self.wake.set()
+                        created = self.watching = True
+                    for event in result.get("events") or []:
+                        revision = max(revision, int((event.get("kv") or {}).get("mod_revision") or 0))
+                    if result.get("events"):
+                        self.wake.set()
+            except (OSError, ValueError, etcd_v3.EtcdError) as exc:
+                if created and isinstance(exc, TimeoutError):
+                    continue  # quiet for watch_timeout seconds: watch again after the last revision seen
+                if self.watching:
+                    self.log("watch", error=str(exc)[:300])
+                self.watching, revision = False, 0
+                self.wake.set()
+                time.sleep(self.ha["tick"])
+
+    def period(self):
+        """Seconds to the next full read when the watch reports nothing."""
+        quiet = self.watching and self.doc is not None and not self.fenced and not self.elections
+        return self.ha["range_every"] if quiet else self.ha["tick"]
+
     def run_forever(self):
         keeper = threading.Thread(target=self.keep_lease, args=(self.plan()["host"],), daemon=True, name="lease")
         keeper.start()
+        if self.watch_client is not None:
+            threading.Thread(target=self.watch_keys, daemon=True, name="watch").start()
         while keeper.is_alive():
             started = time.monotonic()
+            self.wake.clear()
             try:
                 self.step()
             except (HaError, etcd_v3.EtcdError, repl.ReplicationError, host_plan.PlanError, OSError, ValueError) as exc:
                 self.log("error", error=str(exc)[:500])
-            time.sleep(max(0.1, self.ha["tick"] - (time.monotonic() - started)))
+            if self.wake.wait(max(0.1, self.period() - (time.monotonic() - started))):
+                # a burst of changes (a failover writes several keys) costs one pass per quarter tick at most
+                time.sleep(max(0.0, self.ha["tick"] / 4 - (time.monotonic() - started)))
         raise HaError("the keepalive thread stopped")
 
 
@@ -423,7 +498,7 @@ def cmd_ha(cfg):
     ha = ha_config(cfg)
     if not ha["enabled"]:
         raise HaError("ha.enabled is false in the agent config; nothing to run")
-    Loop(cfg, ha, client_for(ha), client_for(ha)).run_forever()
+    Loop(cfg, ha, client_for(ha), client_for(ha), watch_client=client_for(ha)).run_forever()
 
 
 def cmd_ha_fence(cfg, out=sys.stdout):
@@ -488,7 +563,7 @@ def take_over(cfg, pid, me, epoch):
 
 
 def note_primary(ha, pid, host, epoch):
-    """Update one project in the local state (keeps its confirmation time; the loop rewrites it each tick)."""
+    """Update one project in the local state (confirmed now: etcd just named ``host`` by CAS)."""
     doc = read_state(ha)
     if doc is None:
         return
