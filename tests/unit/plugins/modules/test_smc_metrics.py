@@ -240,6 +240,8 @@ def test_lease_held_with_ha_on_from_the_state_file(tmp_path, monkeypatch, state,
     path = tmp_path / "state.json"
     if state is not None:
         path.write_text(state if isinstance(state, str) else json.dumps(state))
+        if isinstance(state, dict):  # the HA loop confirms a state by its file's mtime
+            os.utime(path, (state["confirmed"], state["confirmed"]))
     ha = {"enabled": True, "endpoints": ["https://10.0.0.1:2379"], "state": str(path)}
     parsed, failed = families(tmp_path, FakeHost(), monkeypatch, cfg={"ha": ha})
     assert failed == {}
