@@ -20,7 +20,7 @@ def test_calls_share_one_kept_connection(etcd):
     client = etcd_v3.Client([etcd.url])
     client.put("/conn/a", "1")
     _url, first = client._conns[etcd.url]  # pylint: disable=protected-access
-    for _ in range(3):
+    for _call in range(3):
         kvs, _rev = client.range("/conn/")
     assert kvs["/conn/a"][0] == "1"
     assert client._conns[etcd.url][1] is first  # pylint: disable=protected-access
