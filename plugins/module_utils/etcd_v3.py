@@ -95,9 +95,10 @@ class Client:
         return url, http.client.HTTPConnection(url.hostname, url.port or 2379, timeout=timeout)
 
     def _post(self, endpoint, path, data):
-        """(status, text) of one POST on the endpoint's kept connection. A kept connection the server closed
-        while idle fails before the request reaches etcd: then the call goes once more on a new connection
-        (only then: a call that may have reached etcd is never sent twice to the same endpoint)."""
+        """(status, text) of one POST on the endpoint's kept connection. A kept connection that fails before
+        any answer (mostly one etcd closed while idle) is tried once more on a new one. Like the fall-over to
+        the next endpoint, that can send a call etcd applied twice: the agent's writes are idempotent or
+        compare-and-swaps (a repeated CAS reports False; the loop's next read shows who holds the key)."""
         for attempt in (0, 1):
             kept = self._conns.pop(endpoint, None)
             url, conn = kept if kept is not None else self._connect(endpoint, self.timeout)
