@@ -295,7 +295,7 @@ class Loop:
             return
         self.ranged = now
         # Nothing changed in etcd or in the plan, no election running, checked the datasets lately: only the
-        # confirmation is renewed (a tick then costs two HTTP calls, no zfs command; guests are slow).
+        # confirmation is renewed (the pass costs one range and a touch of the state file, no zfs command).
         state = failover.parse_state(kvs, self.ha["prefix"])
         seen = (self._digest(plan, state), plan.get("_mtime"))
         if self.doc is not None and seen == self.seen and not self.fenced and not self.elections \
@@ -376,7 +376,7 @@ class Loop:
                      if pid in plan["projects"] and failover.serving(state, pid))
         known.update((pid, {"host": me, "epoch": e}) for pid, e in primary.items())
         if not self.fenced:  # fenced during this pass: no state that would let the sender act as a primary
-            self.doc = {"confirmed": time.time(), "host": me, "lease": self.lease, "primary": known,
+            self.doc = {"host": me, "lease": self.lease, "primary": known,
                         "alive": sorted(state["alive"])}
             write_state(self.ha["state"], self.doc)
             if claimed:
@@ -567,5 +567,6 @@ def note_primary(ha, pid, host, epoch):
     doc = read_state(ha)
     if doc is None:
         return
+    doc.pop("confirmed")  # read_state's view of the file's mtime, which this write renews
     doc.setdefault("primary", {})[pid] = {"host": host, "epoch": epoch}
     write_state(ha["state"], doc)

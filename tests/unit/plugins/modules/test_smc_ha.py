@@ -121,3 +121,15 @@ def test_the_watch_wakes_the_loop_on_a_change_and_says_when_etcd_is_gone(tmp_pat
         assert wait_for(lambda: loop.watching)
     finally:
         etcd.stop()
+
+
+def test_a_switchover_note_renews_the_state_and_keeps_its_time_in_the_mtime_only(tmp_path):
+    loop = loop_for(tmp_path)
+    smc_ha.write_state(loop.ha["state"], {"host": "a", "primary": {"q": {"host": "b", "epoch": 1}}})
+    age(loop.ha["state"], 2)
+    smc_ha.note_primary(loop.ha, "p", "a", 3)
+    with open(loop.ha["state"], encoding="utf-8") as f:
+        written = json.load(f)
+    assert "confirmed" not in written
+    assert written["primary"] == {"q": {"host": "b", "epoch": 1}, "p": {"host": "a", "epoch": 3}}
+    assert time.time() - smc_ha.read_state(loop.ha)["confirmed"] < 2
