@@ -147,7 +147,8 @@ class Client:
                 self._demote(endpoint)
                 raise
             if resp.status != 200:
-                raise EtcdError("etcd watch at %s: HTTP %d %s" % (endpoint, resp.status, resp.read(300)))
+                raise EtcdError("etcd watch at %s: HTTP %d %s" % (endpoint, resp.status,
+                                                                  resp.read(300).decode("utf-8", "replace")))
             while True:
                 line = resp.readline()
                 if not line:
