@@ -2,42 +2,49 @@
 
 ``LocalEtcd(data_dir)`` picks two free loopback ports; ``start()`` waits until the member answers, ``stop()``
 ends the process it started (by PID) and ``restart()`` does both on the same ports and data.
+``local_cluster(base_dir, 3)`` makes three members of one cluster (short raft timings, so a member that lost
+its peers knows it within seconds); start them with ``start_all``.
 """
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from local_ports import free_port  # pylint: disable=import-error
 
 
 class LocalEtcd:
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, name="unit"):
         self.binary = shutil.which("etcd") or "/usr/bin/etcd"
         if not os.path.exists(self.binary):
             raise RuntimeError("etcd is not installed: run 'make deps' (it installs Debian's etcd-server)")
-        self.data_dir = str(data_dir)
+        self.data_dir, self.name = str(data_dir), name
         self.client_port, self.peer_port = free_port(), free_port()
         self.url = "http://127.0.0.1:%d" % self.client_port
+        self.peer_url = "http://127.0.0.1:%d" % self.peer_port
+        self.initial_cluster = "%s=%s" % (name, self.peer_url)
+        self.extra = []
         self.proc = None
 
-    def start(self, wait=30.0):
-        peer = "http://127.0.0.1:%d" % self.peer_port
+    def launch(self):
+        """Start the process without waiting for it (a cluster's members answer only once a quorum is up)."""
         log = open(os.path.join(os.path.dirname(self.data_dir), "etcd-%d.log" % self.client_port), "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "--name", "unit", "--data-dir", self.data_dir,
+            [self.binary, "--name", self.name, "--data-dir", self.data_dir,
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", "unit=" + peer],
+             "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
+             "--initial-cluster", self.initial_cluster] + self.extra,
             stdout=log, stderr=log)
         log.close()
+        return self
+
+    def start(self, wait=30.0):
+        self.launch()
+        return self.wait_healthy(wait)
+
+    def wait_healthy(self, wait=30.0):
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             try:
@@ -65,3 +72,21 @@ class LocalEtcd:
     def restart(self):
         self.stop()
         return self.start()
+
+
+def local_cluster(base_dir, size=3):
+    """``size`` members of one cluster under ``base_dir`` (not started)."""
+    members = [LocalEtcd(os.path.join(str(base_dir), "m%d" % i), name="m%d" % i) for i in range(size)]
+    initial = ",".join("%s=%s" % (m.name, m.peer_url) for m in members)
+    for m in members:
+        m.initial_cluster = initial
+        m.extra = ["--heartbeat-interval", "100", "--election-timeout", "500"]
+    return members
+
+
+def start_all(members, wait=30.0):
+    for m in members:
+        m.launch()
+    for m in members:
+        m.wait_healthy(wait)
+    return members

@@ -18,6 +18,11 @@ import urllib.parse
 
 __all__ = ["EtcdError", "Unavailable", "Client", "prefix_end"]
 
+# gRPC metadata through the gateway (a Grpc-Metadata- header): etcd ends this watch when its member has had no
+# leader for a few election timeouts (clientv3's WithRequireLeader). Without it a member cut off from its
+# peers keeps the stream open and silent, as if nothing changed.
+REQUIRE_LEADER = {"Grpc-Metadata-Hasleader": "true"}
+
 
 class EtcdError(Exception):
     """etcd answered, but not with success (the message names the call and etcd's own error)."""
@@ -34,6 +39,28 @@ def _b64(text):
 
 def _text(b64):
     return base64.b64decode(b64).decode("utf-8") if b64 else ""
+
+
+def _watch_result(endpoint, line):
+    """The result of one line of a watch stream ({} for a blank line); raises when the stream ended, failed
+    (Unavailable: etcd's "no leader" among others) or was canceled (EtcdError)."""
+    if not line:
+        raise Unavailable("etcd watch at %s: the stream ended" % endpoint)
+    if not line.strip():
+        return {}
+    try:
+        answer = json.loads(line)
+    except ValueError as exc:
+        raise EtcdError("etcd watch at %s: not JSON: %r" % (endpoint, line[:200])) from exc
+    if "error" in answer:
+        error = answer["error"]
+        raise Unavailable("etcd watch at %s: %s" % (endpoint, error.get("message", error)
+                                                     if isinstance(error, dict) else error))
+    result = answer.get("result", answer)
+    if result.get("canceled") or result.get("compact_revision"):
+        why = result.get("cancel_reason") or "compacted to %s" % result.get("compact_revision")
+        raise EtcdError("etcd watch at %s: canceled (%s)" % (endpoint, why))
+    return result
 
 
 def prefix_end(prefix):
@@ -132,7 +159,11 @@ class Client:
         for the first, ``events``), from ``start_revision`` on (0: from now). The stream goes to the first
         endpoint; it ends with an exception: OSError (a timeout when nothing came for ``timeout``
         seconds), Unavailable when etcd closed it, EtcdError when etcd refused it (e.g. a compacted
-        revision). The caller reads the state again and watches anew."""
+        revision). The caller reads the state again and watches anew.
+
+        The watch requires a leader: a member that lost its peers ends the stream within a few election
+        timeouts (etcd's "no leader"). An endpoint whose stream failed, or ended, is tried last next time, so
+        the next watch goes to another member; a quiet timeout keeps it first."""
         request = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))}
         if start_revision:
             request["start_revision"] = str(int(start_revision))
@@ -141,31 +172,25 @@ class Client:
         try:
             try:
                 conn.request("POST", url.path.rstrip("/") + "/v3/watch", body=json.dumps({"create_request": request}),
-                             headers={"Content-Type": "application/json"})
+                             headers=dict(REQUIRE_LEADER, **{"Content-Type": "application/json"}))
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException):
                 self._demote(endpoint)
                 raise
             if resp.status != 200:
+                self._demote(endpoint)
                 raise EtcdError("etcd watch at %s: HTTP %d %s" % (endpoint, resp.status,
                                                                   resp.read(300).decode("utf-8", "replace")))
             while True:
-                line = resp.readline()
-                if not line:
-                    raise Unavailable("etcd watch at %s: the stream ended" % endpoint)
-                if not line.strip():
-                    continue
                 try:
-                    answer = json.loads(line)
-                except ValueError as exc:
-                    raise EtcdError("etcd watch at %s: not JSON: %r" % (endpoint, line[:200])) from exc
-                if "error" in answer:
-                    raise EtcdError("etcd watch at %s: %s" % (endpoint, answer["error"]))
-                result = answer.get("result", answer)
-                if result.get("canceled") or result.get("compact_revision"):
-                    why = result.get("cancel_reason") or "compacted to %s" % result.get("compact_revision")
-                    raise EtcdError("etcd watch at %s: canceled (%s)" % (endpoint, why))
-                yield result
+                    result = _watch_result(endpoint, resp.readline())
+                except TimeoutError:
+                    raise
+                except (OSError, http.client.HTTPException, EtcdError):
+                    self._demote(endpoint)
+                    raise
+                if result:
+                    yield result
         finally:
             conn.close()
 

@@ -1,11 +1,12 @@
 """etcd_v3.Client against a real etcd on 127.0.0.1: kept connections (and the retry when etcd closed one),
-and the watch of a prefix (events, resuming from a revision, the quiet timeout, a compacted revision)."""
+and the watch of a prefix (events, resuming from a revision, the quiet timeout, a compacted revision, and a
+member that lost its peers ending the stream, on a three-member cluster)."""
 import threading
 import time
 
 import pytest
 
-from etcd_local import LocalEtcd  # pylint: disable=import-error
+from etcd_local import LocalEtcd, local_cluster, start_all  # pylint: disable=import-error
 from ansible_collections.smc.backend.plugins.module_utils import etcd_v3
 
 
@@ -91,3 +92,28 @@ def test_watch_from_a_compacted_revision_is_an_error(etcd):
     got = []
     collect(etcd_v3.Client([etcd.url]), "/w3/", rev - 1, 5, got)
     assert isinstance(got[-1], etcd_v3.EtcdError) and "compacted" in str(got[-1])
+
+
+def test_a_watch_on_a_member_cut_off_from_its_peers_ends_and_moves_to_another_member(tmp_path):
+    members = start_all(local_cluster(tmp_path, 3))
+    try:
+        client = etcd_v3.Client([m.url for m in members])
+        got = []
+        t = threading.Thread(target=collect, args=(client, "/cut/", 0, 60.0, got))
+        t.start()
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert got and got[0].get("created") is True
+        stopped = time.monotonic()
+        members[1].stop()
+        members[2].stop()  # members[0] is alone: no quorum, no leader
+        t.join(30)
+        assert not t.is_alive(), "the watch stayed open on a member without a leader"
+        assert time.monotonic() - stopped < 20
+        assert isinstance(got[-1], etcd_v3.Unavailable) and not isinstance(got[-1], TimeoutError)
+        assert "no leader" in str(got[-1])
+        assert client.endpoints[0] != members[0].url  # the next watch goes to another member
+    finally:
+        for m in members:
+            m.stop()

@@ -1,6 +1,5 @@
 """GceBackend against the local GCE endpoint: credentials, retries, errors, operations, paging."""
 import json
-import socket
 
 import pytest
 from google.cloud import compute_v1
@@ -8,6 +7,7 @@ from google.cloud import compute_v1
 from ansible_collections.smc.backend.plugins.module_utils import gce as gce_utils
 from ansible_collections.smc.backend.plugins.module_utils.gce import (
     GceBackend, GceError, build_credentials, compare_labels, compare_metadata, merge_labels)
+from local_ports import free_port  # pylint: disable=import-error
 from gce_endpoint.testing import TOKEN, backend, gce  # noqa: F401 # pylint: disable=unused-import
 
 ZONE = "us-central1-a"
@@ -20,12 +20,6 @@ def body(name="h1", **extra):
            "network_interfaces": [{"network": "global/networks/default"}]}
     doc.update(extra)
     return doc
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---- credentials
