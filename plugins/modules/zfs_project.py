@@ -219,23 +219,14 @@ method:
   type: str
 """
 
-import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.smc.backend.plugins.module_utils.zfs_cli import Lzc, ZfsCli, ZfsError, same_value
-from ansible_collections.smc.backend.plugins.module_utils.zfs_names import (
-    dataset_name_error, is_below, property_error, same_pool)
-
-ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}\Z")
-# The user property that marks a quarantine parent as made by this module (set when it creates one).
-QUARANTINE_MARK = ("smc:role", "quarantine")
-ROLE_KEYS = ("readonly", "smc:role")  # what role_changes=false leaves alone on existing datasets
-STAMP_RE = r"\d{8}T\d{6}Z"
-CHUNK = 500
-LIST_MAX = 100
-DIFF_MAX = 1000
+from ansible_collections.smc.backend.plugins.module_utils.zfs_project_plan import (
+    LIST_MAX, QUARANTINE_MARK, ProjectError, check_datasets, desired_projects, destroy_targets, diff_text,
+    group_sets, hold_back, plain_properties, plan, quarantine_moves, quarantine_state)
 
 PROJECT_SPEC = dict(
     id=dict(type="str", required=True),
@@ -263,136 +254,6 @@ ARGUMENT_SPEC = dict(
     method=dict(type="str", default="auto", choices=["auto", "lzc", "sh"]),
     **{"class": dict(type="str", default="default")}
 )
-
-
-class ProjectError(ValueError):
-    """Bad input; the message names the field and the fix."""
-
-
-def desired_projects(params):
-    """{id: {property: value}} from the options; raises ProjectError naming the field."""
-    out = {}
-    entries = [(dict(p), "projects[%d]" % i) for i, p in enumerate(params["projects"])]
-    entries += [({"id": pid, "role": "primary"}, "primary[%d]" % i) for i, pid in enumerate(params["primary"])]
-    entries += [({"id": pid, "role": "replica"}, "replica[%d]" % i) for i, pid in enumerate(params["replica"])]
-    common = _plain(params["properties"], "properties")
-    for entry, where in entries:
-        pid = entry["id"]
-        if not isinstance(pid, str) or not ID_RE.match(pid):  # ID_RE ends in \Z: no trailing newline
-            raise ProjectError("%s: project id %r is not valid: use 1-200 letters, digits, '_', '.', ':' or '-', "
-                               "starting with a letter or digit" % (where, pid))
-        if pid in out:
-            raise ProjectError("%s: project %s is listed twice (in projects, primary or replica): list it once"
-                               % (where, pid))
-        props = dict(common)
-        props.update(_plain(entry.get("properties") or {}, where + ".properties"))
-        for key in ("quota", "refquota"):
-            value = entry.get(key) or params[key]
-            if value is not None:
-                _check(key, value, where)
-                props[key] = value
-        role = entry.get("role") or "primary"
-        if role not in ("primary", "replica"):
-            raise ProjectError("%s.role: %r is not primary or replica" % (where, role))
-        props["readonly"] = "on" if role == "replica" else "off"
-        props["smc:role"] = role
-        props["smc:class"] = _check("smc:class", entry.get("class") or params["class"], where + ".class")
-        out[pid] = props
-    for field in ("remove", "confirm_destroy"):
-        for i, pid in enumerate(params[field]):
-            if not isinstance(pid, str) or not ID_RE.match(pid):
-                raise ProjectError("%s[%d]: project id %r is not valid: use 1-200 letters, digits, '_', '.', ':' "
-                                   "or '-', starting with a letter or digit" % (field, i, pid))
-            if pid in out:
-                raise ProjectError("%s: project %s is also listed as a project of this host: drop it from one of them"
-                                   % (field, pid))
-    both = sorted(set(params["remove"]) & set(params["confirm_destroy"]))
-    if both:
-        raise ProjectError("confirm_destroy: %s is in remove too; quarantine it first and destroy in a later run"
-                           % both[0])
-    return out
-
-
-def _plain(props, where):
-    if not isinstance(props, dict):
-        raise ProjectError("%s must be a mapping of property name to value" % where)
-    for k, v in props.items():
-        _check(k, v, where)
-    return {k: str(v) for k, v in props.items()}
-
-
-def _check(key, value, where):
-    err = property_error(key, value, where)
-    if err:
-        raise ProjectError(err)
-    return str(value)
-
-
-def check_datasets(parent, qparent):
-    """Raise ProjectError unless ``parent`` is a dataset below a pool and ``qparent`` a separate dataset of the
-    same pool, neither inside the other (the quarantine must never contain or be the projects' parent)."""
-    for where, name in (("parent", parent), ("quarantine_parent", qparent)):
-        err = dataset_name_error(name, where, min_depth=1)
-        if err:
-            raise ProjectError(err)
-    if not same_pool(parent, qparent):
-        raise ProjectError("quarantine_parent %s must be in the pool of parent %s (a rename cannot leave the pool)"
-                           % (qparent, parent))
-    if is_below(qparent, parent) or is_below(parent, qparent):
-        raise ProjectError("quarantine_parent %s and parent %s must not be inside one another" % (qparent, parent))
-
-
-def quarantine_state(rows, qparent):
-    """``absent``, ``ours`` (marked with QUARANTINE_MARK) or ``foreign`` from ``zfs list -d 0`` rows of qparent."""
-    row = next((r for r in rows if r.get("name") == qparent), None)
-    if row is None:
-        return "absent"
-    return "ours" if row.get(QUARANTINE_MARK[0]) == QUARANTINE_MARK[1] else "foreign"
-
-
-def plan(parent, rows, desired):
-    """Compare ``zfs list`` rows (dicts with name and properties) of the parent's children with the desired
-    {id: props}. Returns (creates {dataset: props}, updates {dataset: {prop: (have, want)}}, unmanaged)."""
-    existing = {r["name"]: r for r in rows if r["name"] != parent}
-    creates, updates = {}, {}
-    for pid, props in desired.items():
-        name = "%s/%s" % (parent, pid)
-        row = existing.pop(name, None)
-        if row is None:
-            creates[name] = props
-            continue
-        diff = {k: (row.get(k, "-"), v) for k, v in props.items() if not same_value(k, v, row.get(k, "-"))}
-        if diff:
-            updates[name] = diff
-    return creates, updates, sorted(existing)
-
-
-def group_sets(changes):
-    """{dataset: {prop: value}} -> [(sorted prop=value list, [datasets])], each ``zfs set`` naming up to
-    CHUNK datasets that need the same values."""
-    groups = {}
-    for name, props in changes.items():
-        groups.setdefault(tuple(sorted("%s=%s" % kv for kv in props.items())), []).append(name)
-    out = []
-    for assignments, names in sorted(groups.items()):
-        names.sort()
-        for i in range(0, len(names), CHUNK):
-            out.append((list(assignments), names[i:i + CHUNK]))
-    return out
-
-
-def _cut(lines):
-    return lines[:DIFF_MAX] + (["... %d more" % (len(lines) - DIFF_MAX)] if len(lines) > DIFF_MAX else [])
-
-
-def diff_text(creates, updates):
-    before, after = [], []
-    for name in sorted(creates):
-        after.append("%s (new) %s" % (name, " ".join("%s=%s" % kv for kv in sorted(creates[name].items()))))
-    for name in sorted(updates):
-        before.append("%s %s" % (name, " ".join("%s=%s" % (k, h) for k, (h, _want) in sorted(updates[name].items()))))
-        after.append("%s %s" % (name, " ".join("%s=%s" % (k, w) for k, (_have, w) in sorted(updates[name].items()))))
-    return "\n".join(_cut(before)) + "\n", "\n".join(_cut(after)) + "\n"
 
 
 class Projects:
@@ -481,11 +342,10 @@ class Projects:
     def quarantine(self, parent, qparent, ids, existing):
         moved = {}
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        todo = [pid for pid in ids if "%s/%s" % (parent, pid) in existing]
-        if todo:
+        moves = quarantine_moves(parent, qparent, ids, existing, stamp)
+        if moves:
             self.ensure_quarantine(qparent, create=True)
-        for pid in todo:
-            old, new = "%s/%s" % (parent, pid), "%s/%s-%s" % (qparent, pid, stamp)
+        for old, new in moves:
             self.write(["zfs", "rename", old, new])
             self.write(["zfs", "set", "readonly=on", "smc:role=quarantined", "smc:quarantined=%s" % stamp,
                         "smc:origin=%s" % old, new])
@@ -495,14 +355,9 @@ class Projects:
     def destroy(self, qparent, ids):
         if not self.ensure_quarantine(qparent, create=False):
             return []
-        rows = self.cli.list(qparent, ["smc:role"], depth=1)
-        gone = []
-        for pid in ids:
-            pattern = re.compile(r"%s/%s-%s\Z" % (re.escape(qparent), re.escape(pid), STAMP_RE))
-            for name in sorted(r["name"] for r in rows
-                               if pattern.match(r["name"]) and r.get("smc:role") == "quarantined"):
-                self.write(["zfs", "destroy", "-r", name])
-                gone.append(name)
+        gone = destroy_targets(qparent, ids, self.cli.list(qparent, ["smc:role"], depth=1))
+        for name in gone:
+            self.write(["zfs", "destroy", "-r", name])
         return gone
 
 
@@ -514,7 +369,7 @@ def run_module():
     try:
         check_datasets(parent, qparent)
         desired = desired_projects(p)
-        _plain(p["parent_properties"], "parent_properties")
+        plain_properties(p["parent_properties"], "parent_properties")
     except ProjectError as exc:
         module.fail_json(msg="%s. Nothing was changed." % exc)
     cli = ZfsCli(module.run_command)
@@ -526,20 +381,8 @@ def run_module():
         work.ensure_parent(parent, p["parent_properties"])
         rows = cli.list(parent, keys or ["readonly"], depth=1)
         creates, updates, unmanaged = plan(parent, rows, desired)
-        awaiting = []
-        if not p["create_replicas"]:
-            seeded = set("%s/%s" % (parent, pid) for pid in p["replica"])
-            awaiting = sorted(n for n in creates if n in seeded)
-            for name in awaiting:
-                del creates[name]
-        roles_left = []
-        if not p["role_changes"]:
-            for name in sorted(updates):
-                if any(k in updates[name] for k in ROLE_KEYS):
-                    roles_left.append(name)
-                    updates[name] = {k: v for k, v in updates[name].items() if k not in ROLE_KEYS}
-                    if not updates[name]:
-                        del updates[name]
+        awaiting, roles_left = hold_back(parent, creates, updates, p["replica"], p["create_replicas"],
+                                         p["role_changes"])
         existing = {r["name"] for r in rows}
         quarantined = work.quarantine(parent, qparent, p["remove"], existing)
         unmanaged = [n for n in unmanaged if n not in quarantined]

@@ -193,13 +193,14 @@ commands:
 """
 
 import os
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.smc.backend.plugins.module_utils.zfs_cli import ZfsCli, ZfsError, same_value
 from ansible_collections.smc.backend.plugins.module_utils import zpool_layout as zl
-from ansible_collections.smc.backend.plugins.module_utils.zfs_names import pool_name_error, properties_error
+from ansible_collections.smc.backend.plugins.module_utils.zpool_plan import (
+    CREATE_ATTEMPTS, UDEV_SETTLE_SECONDS, check_options, create_command, foreign_after_failed_create, format_props,
+    import_dirs, may_retry_create, probe_signatures, refused)
 
 VDEV_SPEC = dict(type=dict(type="str", default="stripe", choices=list(zl.KINDS)),
                  disks=dict(type="list", elements="str", required=True))
@@ -219,93 +220,6 @@ ARGUMENT_SPEC = dict(
     import_dirs=dict(type="list", elements="str"),
     layout_mismatch=dict(type="str", default="fail", choices=["fail", "warn"]),
 )
-
-
-# zpool create partitions a whole disk, then waits up to 30 s for udev to make the partition's node; under
-# load (TCG guests booting, a busy udev queue) that wait can run out although the label was written.
-UDEV_LATE = re.compile(r"failed to detect device partitions|the kernel failed to rescan the partition table|"
-                       r"cannot resolve path '[^']*-part1'")
-FRESH_LABEL = re.compile(r"partition table gpt with \d+ partition\(s\)[ /A-Za-z0-9_.:-]*\Z")
-UDEV_SETTLE_SECONDS = 120
-CREATE_ATTEMPTS = 3
-
-
-def parse_blkid(out):
-    """``blkid -p -o export`` -> a description of the signature, or None when there is none."""
-    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    kind = values.get("TYPE")
-    if not kind:
-        return None
-    label = values.get("LABEL")
-    if kind == "zfs_member" and label:
-        return "zfs_member (pool %s)" % label
-    return "%s (label %s)" % (kind, label) if label else kind
-
-
-def parse_partition_table(out):
-    """``blkid -p -o export`` of a whole disk -> its partition table type (``gpt``, ``dos``), or None."""
-    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return values.get("PTTYPE") or None
-
-
-def probe_signatures(run, dev, is_file):
-    """Signatures on ``dev`` and on every partition of it, as sentences; fails closed.
-
-    ``run(args) -> (rc, out, err)``. A whole disk that ZFS (or anything else) partitioned shows only
-    ``PTTYPE=gpt`` itself: the other pool's label is on partition 1, so every partition ``lsblk`` lists is
-    probed too, and a partition table that has partitions is a signature of its own. ``blkid -p`` exits 2
-    when it finds nothing; any other failure (ambivalent signatures, unreadable device, failing ``lsblk``)
-    is reported as a signature, so the device is refused rather than overwritten."""
-    sigs, parts, table = [], [], None
-    if not is_file:
-        rc, out, err = run(["lsblk", "-n", "-l", "-p", "-o", "PATH", dev])
-        if rc != 0:
-            return ["unknown contents (lsblk failed, rc=%s: %s)" % (rc, (err or out).strip())]
-        parts = [p for p in out.split() if p not in (dev, os.path.realpath(dev))]
-    for target in [dev] + parts:
-        rc, out, err = run(["blkid", "-p", "-o", "export", target])
-        where = "" if target == dev else " on %s" % target
-        if rc == 2:
-            continue
-        if rc != 0:
-            sigs.append("unknown or ambivalent signature%s (blkid -p rc=%s: %s)" % (where, rc, (err or out).strip()))
-            continue
-        sig = parse_blkid(out)
-        if sig:
-            sigs.append(sig + where)
-        if target == dev:
-            table = parse_partition_table(out)
-    if parts:
-        sigs.append("partition table %s with %d partition(s) %s" % (table or "unknown", len(parts), " ".join(parts)))
-    return sigs
-
-
-def check_options(p):
-    """The first problem with the pool name, properties or paths (before any command runs), or None."""
-    err = pool_name_error(p["name"], "name")
-    for key in ("properties", "filesystem_properties"):
-        err = err or properties_error(p[key], key)
-    if p["ashift"] is not None and not (p["ashift"] == 0 or 9 <= p["ashift"] <= 16):
-        err = err or "ashift: %r must be 0 (let ZFS choose) or 9 to 16" % p["ashift"]
-    for key in ("force_disks", "import_dirs"):
-        bad = [d for d in p[key] or () if not (d.startswith("/") and not re.search(r"[\x00-\x1f\x7f]", d))]
-        err = err or (bad and "%s: %r is not an absolute path (without newlines or control characters)"
-                      % (key, bad[0]))
-    return err or None
-
-
-def import_dirs(devices):
-    """Directories to search for an exported pool: those of the desired devices, in order."""
-    dirs = []
-    for dev in devices:
-        d = os.path.dirname(dev)
-        if d not in dirs:
-            dirs.append(d)
-    return dirs
-
-
-def format_props(values):
-    return "".join("%s=%s\n" % (k, values[k]) for k in sorted(values))
 
 
 class PoolManager:
@@ -353,29 +267,22 @@ class PoolManager:
                 in_use=used, actions=[], commands=[], layout_differences=[])
         found = self.signatures(zl.devices(layout))
         forced = {os.path.realpath(d) for d in self.p["force_disks"]}
-        refused = {d: s for d, s in found.items() if os.path.realpath(d) not in forced}
-        if refused:
+        refused_now = refused(found, forced)
+        if refused_now:
             self.m.fail_json(
                 msg="refusing to create pool %s: %s. Nothing was changed. If that data may be destroyed, name each "
                     "such device in force_disks." % (self.p["name"], "; ".join(
-                        "%s carries %s" % (d, ", ".join(s)) for d, s in sorted(refused.items()))),
+                        "%s carries %s" % (d, ", ".join(s)) for d, s in sorted(refused_now.items()))),
                 signatures=found, actions=[], commands=[], layout_differences=[])
-        args = ["zpool", "create"] + (["-f"] if found else [])
-        if self.p["ashift"]:
-            args += ["-o", "ashift=%d" % self.p["ashift"]]
-        for k, v in sorted(self.p["properties"].items()):
-            args += ["-o", "%s=%s" % (k, v)]
-        for k, v in sorted(self.p["filesystem_properties"].items()):
-            args += ["-O", "%s=%s" % (k, v)]
+        args = create_command(self.p, layout, force=bool(found))
         self.settle_udev()
-        args += [self.p["name"]] + zl.create_args(layout)
         for attempt in range(1, CREATE_ATTEMPTS + 1):
             try:
                 self.attempts = 0 if self.m.check_mode else attempt
                 self.write(args, "create")
                 break
             except ZfsError as exc:
-                if attempt == CREATE_ATTEMPTS or not UDEV_LATE.search(str(exc)):
+                if not may_retry_create(str(exc), attempt):
                     raise
                 self.relabel_check(zl.devices(layout), forced, exc)
                 self.warnings.append("zpool create failed because udev had not made the partition nodes of the "
@@ -391,9 +298,7 @@ class PoolManager:
         table whose partitions have no signature (the label the failed create wrote)."""
         self.settle_udev()
         now = self.signatures(devices)
-        foreign = {d: [s for s in sigs if not FRESH_LABEL.match(s)] for d, sigs in now.items()
-                   if os.path.realpath(d) not in forced}
-        foreign = {d: s for d, s in foreign.items() if s}
+        foreign = foreign_after_failed_create(now, forced)
         if foreign:
             self.m.fail_json(
                 msg="zpool create of %s failed (%s) and left devices that carry more than the label it wrote: %s. "

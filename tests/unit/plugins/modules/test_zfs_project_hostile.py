@@ -10,6 +10,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 from hypothesis import given, settings, strategies as st
 
+from ansible_collections.smc.backend.plugins.module_utils.zfs_project_plan import ID_RE
 from ansible_collections.smc.backend.plugins.modules import zfs_project as zp
 
 HOSTILE = st.one_of(
@@ -59,7 +60,7 @@ def test_hostile_parent_or_quarantine_parent_runs_nothing(value):
 @given(value=st.one_of(HOSTILE, st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=5)),
        field=st.sampled_from(["primary", "replica", "remove", "confirm_destroy"]))
 def test_hostile_project_ids_run_nothing(value, field):
-    if zp.ID_RE.match(value):
+    if ID_RE.match(value):
         return
     res, calls = run(parent="tank/projects", **{field: [value]})
     assert res.get("failed") and calls == [] and field + "[0]" in res["msg"], res

@@ -11,17 +11,6 @@ from ansible_collections.smc.backend.plugins.module_utils import zpool_layout as
 from ansible_collections.smc.backend.plugins.modules import zpool
 
 
-def test_parse_blkid():
-    assert zpool.parse_blkid("DEVNAME=/dev/vdd1\nLABEL=old\nUUID=1\nTYPE=zfs_member\n") == "zfs_member (pool old)"
-    assert zpool.parse_blkid("DEVNAME=/dev/vdd\nTYPE=ext4\nLABEL=data\n") == "ext4 (label data)"
-    assert zpool.parse_blkid("DEVNAME=/dev/vdd\nPTUUID=x\nPTTYPE=gpt\n") is None
-    assert zpool.parse_blkid("") is None
-
-
-def test_import_dirs_keep_order_and_dedupe():
-    assert zpool.import_dirs(["/dev/disk/by-id/a", "/var/tmp/x", "/dev/disk/by-id/b"]) == ["/dev/disk/by-id", "/var/tmp"]
-
-
 def test_argument_spec_matches_documentation():
     import yaml
     doc = yaml.safe_load(zpool.DOCUMENTATION)["options"]
@@ -150,21 +139,6 @@ def test_member_of_an_imported_pool_is_refused_even_when_forced(lab, force):
     assert res["in_use"] == {"/dev/disk/by-id/virtio-smc-d1": "tank"} and fake.writes() == []
 
 
-def test_probe_signatures_on_a_blank_disk_is_empty():
-    calls = []
-
-    def run(args):
-        calls.append(args)
-        return (0, "/dev/vdf\n", "") if args[0] == "lsblk" else (2, "", "")
-    assert zpool.probe_signatures(run, "/dev/vdf", False) == []
-    assert [c[0] for c in calls] == ["lsblk", "blkid"]
-
-
-def test_probe_signatures_fails_closed_when_lsblk_fails():
-    sigs = zpool.probe_signatures(lambda args: (32, "", "lsblk: /dev/vdf: not a block device"), "/dev/vdf", False)
-    assert sigs and "lsblk failed" in sigs[0]
-
-
 def test_active_members_by_disk_and_partition():
     members = zl.status_members(STATUS_TANK + "\n" + STATUS_TANK.replace("tank", "other").replace("d1", "d7")
                                 .replace("d2", "d8"))
@@ -176,12 +150,6 @@ def test_active_members_by_disk_and_partition():
     assert used == {"/dev/vdb": "tank", "/dev/vdb1": "tank", "/dev/disk/by-id/virtio-smc-d7-part1": "other",
                     "/dev/disk/by-id/virtio-smc-d7": "other"}
     assert zl.status_members("no pools available\n") == []
-
-
-def test_partitions_are_a_signature_even_when_the_disk_itself_probes_empty():
-    def run(args):
-        return (0, "/dev/vdg\n/dev/vdg1\n", "") if args[0] == "lsblk" else (2, "", "")
-    assert zpool.probe_signatures(run, "/dev/vdg", False) == ["partition table unknown with 1 partition(s) /dev/vdg1"]
 
 
 # ---- zpool create labelled the disk but udev was late with the partition node (scenario default in CI,
