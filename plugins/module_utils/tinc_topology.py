@@ -62,6 +62,11 @@ _HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}\Z")
 _DC_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 _DNS_RE = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
 _NETWORK_RE = re.compile(r"[A-Za-z0-9_]{1,15}\Z")
+# Only what an IP literal is made of: no scope id ('%'), space or newline.
+_IP_CHARS_RE = re.compile(r"[0-9A-Fa-f:.]+")
+# Digits and dots only but no IP address (10.0.0.300, 123): not a DNS name either, the resolver would read
+# it as a (different) IPv4 address.
+_NUMERIC_RE = re.compile(r"[0-9.]+")
 SETTINGS = {
     "port": ("an integer from 1 to 65535", lambda v: _whole(v) and 1 <= v <= 65535),
     "mtu": ("an integer from 576 to 65535", lambda v: _whole(v) and 576 <= v <= 65535),
@@ -89,18 +94,33 @@ def _whole(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _ip_literal(value):
+    """``value`` as an address when it is a plain IPv4 or IPv6 literal, else None.
+
+    ``ipaddress`` alone is not enough: it takes an IPv6 scope id (``fe80::1%eth0``) holding any text, a
+    newline and a whole directive (``Subnet = 0.0.0.0/0``) included; tinc has no use for a scope id here.
+    """
+    if not isinstance(value, str) or not _IP_CHARS_RE.fullmatch(value):
+        return None
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
 def address_error(value):
     """Why ``value`` cannot be the address other hosts reach a node at (an IP address or a DNS name), or None."""
     if not isinstance(value, str):
         return f"{value!r} is not an IP address or a host name"
-    try:
-        ipaddress.ip_address(value)
+    if _ip_literal(value) is not None:
         return None
-    except ValueError:
-        pass
-    if _DNS_RE.match(value):
+    if "%" in value:
+        return (f"{value!r} is not an IP address or a DNS name: IPv6 scope ids ('%...') are not allowed, "
+                "give the address without it")
+    if _DNS_RE.fullmatch(value) and not _NUMERIC_RE.fullmatch(value):
         return None
-    return f"{value!r} is not an IP address or a DNS name (letters, digits, '-' and '.', no spaces or newlines)"
+    return (f"{value!r} is not an IP address or a DNS name (an IPv4 or IPv6 address without a scope id, or "
+            "letters, digits, '-' and '.', no spaces or newlines)")
 
 
 def validate_settings(settings):
@@ -201,10 +221,9 @@ def validate_nodes(nodes, subnet, hubs=None, k=3, leaf_hubs=2, hubs_per_dc=2):
         vpn = node.get("vpn_address")
         if vpn in (None, ""):
             continue
-        try:
-            addr = ipaddress.ip_address(str(vpn))
-        except ValueError:
-            errors.append(f"host {name}: vpn_address {vpn!r} is not an IP address")
+        addr = _ip_literal(str(vpn))
+        if addr is None:
+            errors.append(f"host {name}: vpn_address {vpn!r} is not an IP address (an IPv4 address of the VPN subnet)")
             continue
         if net is not None:
             first, count = _usable(net)

@@ -82,3 +82,56 @@ def test_addresses_are_ip_or_dns_names():
     assert tt.address_error("fd00::1") is None
     for bad in ["10.77.0.11\n", "a..b", "-a", "a b", 10, None, "x" * 300]:
         assert tt.address_error(bad), bad
+
+
+@pytest.mark.parametrize("bad", [
+    "fe80::1%x\nSubnet = 10.0.0.0\nConnectTo = evil",  # ipaddress takes a scope id of any text
+    "fe80::1%eth0", "fd00::1%", "10.77.0.11%1", "10.77.0.300", "123", "1.2.3", "::1 ", " ::1", "fd00::1\n",
+    "fd00::g", "[fd00::1]", "10.77.0.11:655"])
+def test_scope_ids_and_near_ip_literals_are_refused(bad):
+    assert tt.address_error(bad), bad
+
+
+@pytest.mark.parametrize("good", ["10.77.0.11", "fd00::1", "FD00:0:0::1", "::ffff:10.77.0.11", "::1", "cafe",
+                                  "dc1-s1", "dc1-s1.example.com", "s1.dc1", "a" * 63])
+def test_ip_literals_and_dns_names_still_pass(good):
+    assert tt.address_error(good) is None, good
+
+
+def test_a_scope_id_with_a_directive_never_reaches_a_plan():
+    with pytest.raises(AnsibleFilterError) as exc:
+        plan_with(private_ip="fe80::1%x\nSubnet = 10.0.0.0\nConnectTo = evil")
+    assert "dc2-s1" in str(exc.value) and "address" in str(exc.value) and "scope" in str(exc.value)
+    with pytest.raises(AnsibleFilterError, match="dc2-s1: vpn_address"):
+        plan_with(vpn_address="fe80::1%x\nSubnet = 0.0.0.0/0")
+
+
+@pytest.mark.parametrize("key, value", [
+    ("network", "-x"), ("network", "a\\b"), ("network", "x" * 40), ("network", "x" * 16), ("network", "smc\n"),
+    ("network", "a b"), ("network", "../etc"), ("network", "a-b"), ("network", ""), ("network", 5),
+    ("port", 0), ("port", "0"), ("port", 65536), ("port", "655\n"), ("port", True), ("port", 65.5),
+    ("mtu", 575), ("mtu", 65536), ("mtu", "1400 "), ("compression", 12), ("compression", -1),
+    ("compression", "9\nSubnet = 0.0.0.0/0"), ("mode", "hub\n"), ("mode", "Router"),
+    ("address_family", "ipv4\n"), ("address_family", "inet")])
+def test_validate_settings_refuses_naming_the_setting_and_the_rule(key, value):
+    with pytest.raises(tt.TincTopologyError) as exc:
+        tt.validate_settings({key: value})
+    (error,) = exc.value.errors
+    assert error.startswith(key + " ") and "must be" in error
+
+
+def test_validate_settings_reports_every_bad_setting_and_keeps_good_ones():
+    with pytest.raises(tt.TincTopologyError) as exc:
+        tt.validate_settings({"network": "-x", "port": 0, "mtu": 1400, "colour": "red"})
+    assert [e.split()[0] for e in exc.value.errors] == ["unknown", "network", "port"]
+    assert tt.validate_settings({"network": "smc_2", "port": "655", "mtu": 65535, "compression": 11, "mode": "switch",
+                                 "address_family": "any", "unused": None}) == {
+        "network": "smc_2", "port": 655, "mtu": 65535, "compression": 11, "mode": "switch", "address_family": "any"}
+
+
+def test_the_role_style_call_refuses_a_bad_network_with_no_member():
+    """roles/tinc checks its settings with no member before its first host task (see test_role_input_checks)."""
+    ok = tinc_plan([], {}, subnet="10.88.0.0/16", settings={"network": "smc", "port": 655})
+    assert ok["settings"] == {"network": "smc", "port": 655} and ok["nodes"] == {}
+    with pytest.raises(AnsibleFilterError, match="network '-x' must be"):
+        tinc_plan([], {}, subnet="10.88.0.0/16", settings={"network": "-x", "port": 655})
