@@ -101,6 +101,22 @@ def _is_number(value):
 
 
 _HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+# Same pattern as tinc_topology._DC_RE (copied, not imported: this file loads alone by path; a test keeps them equal).
+_DC_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+
+
+def _weight_ok(weight):
+    """A number with 0 < weight <= MAX_WEIGHT.  Bounds first: math.isfinite(10**400) raises OverflowError."""
+    return _is_number(weight) and 0 < weight <= MAX_WEIGHT and math.isfinite(weight)
+
+
+def _show(value, limit=40):
+    """Short repr for an error message (repr of a huge int can itself raise ValueError)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return "<%s too large to show>" % type(value).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def validate_hosts(hosts):
@@ -129,12 +145,15 @@ def validate_hosts(hosts):
         if not isinstance(dc, str) or not dc.strip():
             raise PlacementError("%s.dc: missing or empty; set the host var dc to the host's data center"
                                  % where)
+        if not _DC_RE.match(dc):
+            raise PlacementError("%s.dc: %s is not a data center name: use 1-63 letters, digits, '_', '.' or '-', "
+                                 "starting with a letter or digit" % (where, _show(dc)))
         weight = host.get("weight", 1.0)
         if weight is None:
             weight = 1.0
-        if not _is_number(weight) or not math.isfinite(weight) or weight <= 0 or weight > MAX_WEIGHT:
-            raise PlacementError("%s.weight: %r is not a number > 0 and <= %d; set weight to the host's relative "
-                                 "capacity (default 1)" % (where, weight, MAX_WEIGHT))
+        if not _weight_ok(weight):
+            raise PlacementError("%s.weight: %s is not a number > 0 and <= %d; set weight to the host's relative "
+                                 "capacity (default 1)" % (where, _show(weight), MAX_WEIGHT))
         state = host.get("state", "up")
         if state is None:
             state = "up"
@@ -154,12 +173,15 @@ def _check_replicas(replicas_per_dc):
 
 
 def _check_dc_weights(dc_weights, dcs):
+    if dc_weights is not None and not isinstance(dc_weights, dict):
+        raise PlacementError("dc_weights: expected a dict of data center name to weight, got %s"
+                             % type(dc_weights).__name__)
     weights = {}
     for dc in dcs:
         weight = (dc_weights or {}).get(dc, 1.0)
-        if not _is_number(weight) or not math.isfinite(weight) or weight <= 0 or weight > MAX_WEIGHT:
-            raise PlacementError("dc_weights.%s: %r is not a number > 0 and <= %d; use the DC's relative share of "
-                                 "primaries (default 1)" % (dc, weight, MAX_WEIGHT))
+        if not _weight_ok(weight):
+            raise PlacementError("dc_weights.%s: %s is not a number > 0 and <= %d; use the DC's relative share of "
+                                 "primaries (default 1)" % (dc, _show(weight), MAX_WEIGHT))
         weights[dc] = float(weight)
     return weights
 

@@ -5,8 +5,10 @@ import json
 import subprocess
 from unittest import mock
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
+from ansible_collections.smc.backend.plugins.module_utils import zfs_names
 from test_smc_zfs_agent import load_agent, run_agent  # pylint: disable=import-error
 
 AGENT = load_agent()
@@ -62,3 +64,32 @@ def test_prune_dry_run_takes_no_lock(tmp_path, capsys):
     report = json.loads(out.splitlines()[-1])
     assert report["would_destroy"] > 0 and report["busy"] == [], report
     assert not (tmp_path / "locks").exists()
+
+
+DOT_NAMES = ["tank/..", "tank/.", "tank/./x", "tank/../x", "tank/x/..", "tank/x/.", "tank//x", "tank/", "tank/-x",
+             "tank/x\n", "tank/x ", "-tank/x", "tank/" + "x" * 251]
+
+
+@pytest.mark.parametrize("key", ["roots", "quarantine_parent", "datasets"])
+@pytest.mark.parametrize("name", DOT_NAMES)
+def test_dot_components_are_refused_before_any_zfs_command(tmp_path, capsys, key, name):
+    value = {"roots": [name], "quarantine_parent": name, "datasets": {name: "default"}}[key]
+    with mock.patch.object(subprocess, "run", side_effect=AssertionError("zfs ran")) as run:
+        assert run_agent(AGENT, tmp_path, ["prune"], {key: value}) == 2
+    err = capsys.readouterr().err
+    assert run.call_count == 0 and key in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("name", ["tank", "tank/projects", "tank/..x", "tank/.x/y", "tank/x..", "tank/a:b/c-d_e.f"])
+def test_ordinary_names_with_dots_are_accepted(name):
+    cfg = dict(AGENT.DEFAULTS, roots=[name], quarantine_parent=name)
+    assert AGENT.config_errors(cfg) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(st.sampled_from("ab./-_:\n"), max_size=12).map(lambda t: "tank" + t))
+def test_agent_accepts_only_what_zfs_names_accepts(name):
+    """Under a plain pool, the agent's own check (zfs_names is not shipped to hosts) is never looser than
+    dataset_name_error."""
+    if AGENT.is_dataset(name):
+        assert zfs_names.dataset_name_error(name) is None, name

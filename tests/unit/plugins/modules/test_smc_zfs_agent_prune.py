@@ -255,3 +255,25 @@ def test_plan_of_one_dataset_lists_that_dataset_alone(prune, capsys, tmp_path):
     assert len(listing) == 1 and listing[0][-1] == ROOT + "/a" and "-r" not in listing[0]
     assert run_agent(agent, tmp_path, ["plan", "tank/elsewhere"], cfg) == 2
     assert "tank/elsewhere is not a dataset directly under the roots " + ROOT in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["program", "destroy"])
+def test_a_malformed_name_of_our_prefix_is_kept_and_reported(prune, capsys, method):
+    """A year-0 name (smc_0000-...) parses to no time: retention keeps it; the report and a warning name it."""
+    pool, run = prune
+    bad = "smc_0000-01-01T00:00:00Z"
+    pool.snaps[ROOT + "/a"].insert(3, bad)
+    assert run(destroy_method=method) == 0
+    assert pool.snaps == {ROOT + "/a": [bad] + HOURS[-3:], ROOT + "/b": HOURS[-3:]}
+    out, err = capsys.readouterr()
+    report = json.loads(out.splitlines()[-1])
+    assert report["destroyed"] == 14 and report["failed"] == {}
+    assert report["unparsed"] == {ROOT + "/a": [bad]} and report["unparsed_count"] == 1
+    assert "warning: %s/a: 1 snapshot(s) named smc_..." % ROOT in err and bad in err
+
+
+def test_no_unparsed_names_report_empty(prune, capsys):
+    pool, run = prune
+    assert run("--dry-run") == 0
+    report, _lines = last_report(capsys)
+    assert report["unparsed"] == {} and report["unparsed_count"] == 0

@@ -2,9 +2,11 @@
 deletes only the role's own files of VMs it defined, inside their own directory (a fake virsh on PATH)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
+import yaml
 from hypothesis import Phase, given, settings, strategies as st
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
@@ -97,3 +99,42 @@ def test_a_domain_without_the_roles_metadata_is_never_removed(tmp_path):
                             defined="alien")
     assert rc != 0 and "not by smc.backend.onprem_vm" in out
     assert "undefine" not in log and (tmp_path / "vms" / "alien" / "root.qcow2").exists()
+
+
+def uri_pattern():
+    with open(os.path.join(ROOT, "roles", "onprem_vm", "tasks", "validate.yml"), encoding="utf-8") as f:
+        tasks = yaml.safe_load(f)
+    return re.compile(tasks[0]["ansible.builtin.set_fact"]["__onprem_vm_re"]["uri"])
+
+
+SHELL_META = set("&;|<>()$`\\\"' \t\n*[]#~!{}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(uri=st.text(st.sampled_from("qemu:/system?=&;|$`'\" \n+@.-_%abc()<>*#~"), max_size=30))
+def test_an_accepted_libvirt_uri_has_no_shell_metacharacter(uri):
+    if uri_pattern().match(uri):  # Jinja's match test is re.match; the pattern ends in \Z
+        assert not SHELL_META & set(uri) and uri.count("?") <= 1, uri
+
+
+def test_libvirt_uri_pattern_keeps_the_usual_uris():
+    for uri in ("qemu:///system", "qemu:///session", "qemu+ssh://root@host.example:22/system?keyfile=/root/.ssh/id",
+                "qemu+unix:///system?socket=/run/libvirt/libvirt-sock", "test:///default"):
+        assert uri_pattern().match(uri), uri
+
+
+def test_a_libvirt_uri_with_shell_metacharacters_fails_naming_it_and_runs_nothing(tmp_path):
+    rc, out, log = playbook(tmp_path, {"onprem_vm_state": "absent", "onprem_vm_dir": str(tmp_path / "vms"),
+                                       "onprem_vm_libvirt_uri": "qemu:///system?x&reboot",  # the old pattern took it
+                                       "onprem_vm_instances": [{"name": "dc1-s1"}]}, defined="dc1-s1")
+    assert rc != 0 and log == "", out[-3000:]
+    assert "onprem_vm_libvirt_uri a libvirt URI" in out and '"qemu:///system?x&reboot"' in out, out[-3000:]
+    assert "Nothing was changed" in out
+
+
+def test_a_libvirt_uri_with_a_query_reaches_virsh_as_one_argument(tmp_path):
+    uri = "qemu+ssh://root@h/system?keyfile=/k"
+    rc, out, log = playbook(tmp_path, {"onprem_vm_state": "absent", "onprem_vm_dir": str(tmp_path / "vms"),
+                                       "onprem_vm_libvirt_uri": uri, "onprem_vm_instances": []})
+    assert rc == 0, out[-3000:]
+    assert log.splitlines() == ["-c %s list --all --name" % uri], log
