@@ -10,11 +10,18 @@ live holder has spoken (or ``collect_seconds`` passed), the most up-to-date copy
 copies, primary first), and only the winner writes the primary key, at epoch + 1, by CAS. A host that cannot
 renew its lease fences itself (its primaries read-only) before the lease can expire: ``timing_errors`` states
 the inequalities.
+
+An operator declares a host dead (``playbooks/failover.yml``: ``<prefix>dead/<host>``, kept until revived, and
+``<prefix>window/<host>`` under a lease of the HA lease TTL, then the host's own lease revoked): from then on
+it counts as not alive (it neither votes nor serves, even with a new lease), and the elections of the projects
+it was primary of wait while its window lasts, the time the timing inequalities give a live host to fence
+itself once its lease is gone. ``forced_moves`` is the plan such a declaration makes.
 """
 
 import json
 
-__all__ = ["TimingError", "timing_errors", "keys", "parse_state", "serving", "newest_rank", "elect", "decide"]
+__all__ = ["TimingError", "timing_errors", "keys", "parse_state", "serving", "newest_rank", "elect", "decide",
+           "forced_moves", "failover_summary"]
 
 
 class TimingError(ValueError):
@@ -40,20 +47,27 @@ def timing_errors(ttl, renew_every, fence_after, skew_margin, tick):
 
 
 def keys(prefix):
-    return {"hosts": prefix + "hosts/", "primary": prefix + "primary/", "candidates": prefix + "candidates/"}
+    return {"hosts": prefix + "hosts/", "primary": prefix + "primary/", "candidates": prefix + "candidates/",
+            "dead": prefix + "dead/", "window": prefix + "window/"}
 
 
 def parse_state(kvs, prefix):
     """etcd's range of ``prefix`` ({key: (value, mod_revision, lease)}) as {alive: set, leases: {host: lease},
-    primary: {pid: {host, epoch, lease, revision}}, candidates: {pid: {epoch: {host: info}}}}. Malformed values
-    are ignored (and listed)."""
+    primary: {pid: {host, epoch, lease, revision}}, candidates: {pid: {epoch: {host: info}}}, dead: {host: info},
+    window: set}. A host declared dead is not alive, whatever lease it holds. Malformed values are ignored (and
+    listed)."""
     k = keys(prefix)
-    alive, leases, primary, candidates, bad = set(), {}, {}, {}, []
+    alive, leases, primary, candidates, dead, window, bad = set(), {}, {}, {}, {}, set(), []
     for key, (value, revision, lease) in kvs.items():
         try:
             if key.startswith(k["hosts"]):
                 alive.add(key[len(k["hosts"]):])
                 leases[key[len(k["hosts"]):]] = lease
+            elif key.startswith(k["dead"]):
+                doc = json.loads(value)
+                dead[key[len(k["dead"]):]] = doc if isinstance(doc, dict) else {}
+            elif key.startswith(k["window"]):
+                window.add(key[len(k["window"]):])
             elif key.startswith(k["primary"]):
                 doc = json.loads(value)
                 primary[key[len(k["primary"]):]] = {"host": str(doc["host"]), "epoch": int(doc["epoch"]),
@@ -63,7 +77,8 @@ def parse_state(kvs, prefix):
                 candidates.setdefault(pid, {}).setdefault(int(epoch), {})[host] = json.loads(value)
         except (ValueError, KeyError, TypeError):
             bad.append(key)
-    return {"alive": alive, "leases": leases, "primary": primary, "candidates": candidates, "bad": bad}
+    return {"alive": alive - set(dead), "leases": leases, "primary": primary, "candidates": candidates,
+            "dead": dead, "window": window, "bad": bad}
 
 
 def serving(state, pid):
@@ -104,8 +119,15 @@ def decide(me, projects, state, local, waited, collect_seconds):
     ``projects``: {pid: [copies, plan primary first]} (host names); ``state``: parse_state(); ``local``: {pid:
     newest snapshot of my copy or None}; ``waited``: {pid: seconds since I first saw its election}."""
     out = []
+    declared = state.get("dead") or {}
     for pid, copies in sorted(projects.items()):
         current = state["primary"].get(pid)
+        if me in declared:  # an operator declared this host dead: it serves nothing and takes no part
+            if current is not None and current["host"] != me and serving(state, pid):
+                out.append(("replica", pid, {"host": current["host"], "epoch": current["epoch"]}))
+            else:
+                out.append(("wait", pid, {"reason": "this host was declared dead by an operator (failover.yml)"}))
+            continue
         if current is None:
             if copies and copies[0] == me:
                 out.append(("bootstrap", pid, {"host": me, "epoch": None}))
@@ -118,6 +140,9 @@ def decide(me, projects, state, local, waited, collect_seconds):
                 out.append(("primary", pid, {"epoch": epoch}))
             else:
                 out.append(("replica", pid, {"host": holder, "epoch": epoch}))
+            continue
+        if holder in (state.get("window") or ()):
+            out.append(("wait", pid, {"reason": "%s was declared dead: its fencing window is still open" % holder}))
             continue
         # the primary's lease is gone: an election among the live copies at this epoch (the old primary too,
         # when it came back with a new lease: it has to win like anyone else)
@@ -136,3 +161,46 @@ def decide(me, projects, state, local, waited, collect_seconds):
         else:
             out.append(("wait", pid, {"reason": "%s wins the election" % winner}))
     return out
+
+
+def forced_moves(state, dead):
+    """What declaring ``dead`` (host names) dead would do: [{project, host, epoch}] of the projects etcd names
+    one of them primary of, sorted; each one's election then runs by the usual rule among its live copies."""
+    dead = set(dead)
+    return [{"project": pid, "host": cur["host"], "epoch": cur["epoch"]}
+            for pid, cur in sorted(state["primary"].items()) if cur["host"] in dead]
+
+
+def failover_summary(report, primary, check=False, limit=40):
+    """failover.yml's closing lines: what was declared (or would be), and each project that had to move, with
+    the primary etcd names now. ``report``: ha-failover's report; ``primary``: ha-status' {pid: {host,
+    epoch}}. At most ``limit`` projects are listed."""
+    declared, moves = report.get("declared") or [], report.get("moves") or []
+    dead = set(declared) | set(report.get("already_dead") or [])
+    lines = []
+    if check:
+        lines.append("check: would declare %s dead; %d project(s) would be elected elsewhere"
+                     % (", ".join(declared) or "no new host", len(moves)))
+    else:
+        lines.append("declared dead: %s%s" % (", ".join(declared) or "none new",
+                                              "; already: %s" % ", ".join(report["already_dead"])
+                                              if report.get("already_dead") else ""))
+    if report.get("revived"):
+        lines.append("%s: %s" % ("would revive" if check else "revived", ", ".join(report["revived"])))
+    left = []
+    for move in moves[:limit]:
+        now = primary.get(move["project"]) or {}
+        if check:
+            lines.append("  %s: primary %s (epoch %s) -> elected among its live copies"
+                         % (move["project"], move["host"], move["epoch"]))
+        elif now.get("host") and now["host"] not in dead:
+            lines.append("  %s: %s (epoch %s) -> %s (epoch %s)" % (move["project"], move["host"], move["epoch"],
+                                                                  now["host"], now.get("epoch")))
+        else:
+            left.append(move["project"])
+            lines.append("  %s: %s (epoch %s) -> not elected yet" % (move["project"], move["host"], move["epoch"]))
+    if len(moves) > limit:
+        lines.append("  ... %d more" % (len(moves) - limit))
+    if left:
+        lines.append("%d project(s) not elected yet: smc-zfs-agent ha-status on a live host says why" % len(left))
+    return lines

@@ -1,8 +1,11 @@
-"""Failover on the lab: hosts die (their VMs paused mid-work), a DC is cut off, etcd members stop. Every case
+"""Failover on the lab: hosts die (their VMs paused mid-work), a DC is cut off, etcd members stop, an operator
+declares a live host dead (playbooks/failover.yml). Every case
 writes known bytes first and checks them byte for byte afterwards, and the sampler (conftest) asserts that no
 project ever has two writable copies. Failover times are printed (pytest -s / the verifier's log).
 """
 import json
+import os
+import subprocess
 import time
 
 import etcd_lab  # tests/lab, on sys.path by conftest
@@ -229,3 +232,68 @@ def test_one_etcd_member_down_changes_nothing_two_stop_failovers_and_say_why(lab
     assert dict((h, lab.writable(h)) for h in lab.hosts) == writable  # the same primaries, unfenced
     assert lab.primaries() == before  # no failover happened, no epoch moved
     assert checksums(lab["dc2-s2"], ds) == want
+
+
+def failover_playbook(extra, check=False):
+    """playbooks/failover.yml against the lab, as ops run it; (rc, output)."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    args = ["ansible-playbook", "-i", os.path.join(repo, "inventory", "lab", "hosts.yml"),
+            os.path.join(repo, "playbooks", "failover.yml"), "-e", json.dumps(extra)] + (["--check"] if check else [])
+    p = subprocess.run(args, capture_output=True, text=True, cwd=repo, timeout=900, check=False)
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_an_operator_declares_a_live_primary_dead_and_revives_it(lab):
+    """playbooks/failover.yml on a host that still runs: --check shows the moves and changes nothing; the
+    declaration fences it (its lease revoked) and its projects are elected among their live copies once its
+    window closes, with every replicated write; it stays a read-only replica while declared, and after it is
+    revived (nothing moves back)."""
+    old = "dc2-s2"
+    mine = projects_of(lab, old)
+    pid = mine[0]
+    ds = "%s/%s" % (ROOT, pid)
+    want = dict(checksums(lab[old], ds), **{"f-op": write_known(lab[old], ds, "f-op", 2)})
+    assert snapshot_and_send(lab[old])["failed"] == 0
+    before, writable = lab.primaries(), lab.writable(old)
+
+    rc, out = failover_playbook({"failover_hosts": [old]}, check=True)
+    assert rc == 0, out[-3000:]
+    assert "check: would declare %s dead; %d project(s) would be elected elsewhere" % (old, len(mine)) in out, out[-3000:]
+    assert lab.primaries() == before and lab.writable(old) == writable  # a check changes nothing
+
+    started = time.monotonic()
+    rc, out = failover_playbook({"failover_hosts": [old], "confirm_dead": [old]})
+    took = time.monotonic() - started
+    assert rc == 0, out[-3000:]
+    after = lab.primaries()
+    moved = dict((p, after[p]) for p in mine)
+    say("failover.yml declared %s dead: %d primaries elected elsewhere, the play took %.1f s"
+        % (old, len(mine), took))
+    assert all(h != old and e == before[p][1] + 1 for p, (h, e) in moved.items()), moved
+    assert dict((p, v) for p, v in after.items() if p not in mine) == dict((p, v) for p, v in before.items()
+                                                                           if p not in mine)
+    assert "declared dead: %s" % old in out and "%s: %s (epoch" % (pid, old) in out, out[-3000:]
+    new = moved[pid][0]
+    assert ds in lab.writable(new) and checksums(lab[new], ds) == want
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and lab.writable(old):
+        time.sleep(1)
+    assert lab.writable(old) == [], "the declared host kept writable copies"
+    assert lab[old].out("zfs get -H -o value readonly %s" % ds).strip() == "on"
+
+    # still declared: it counts as down, so the new primary sends it nothing and it stays read-only
+    want["f-after"] = write_known(lab[new], ds, "f-after", 1)
+    report = snapshot_and_send(lab[new])
+    assert report["failed"] == 0 and old in report.get("skipped_down", {}), report
+    assert "f-after" not in checksums(lab[old], ds) and lab.writable(old) == []
+
+    # revived: it votes and receives again, as a replica; nothing moves back
+    rc, out = failover_playbook({"revive": [old]})
+    assert rc == 0 and "revived: %s" % old in out, out[-3000:]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and old not in lab.ha(new).get("alive", []):
+        time.sleep(1)
+    report = snapshot_and_send(lab[new])
+    assert report["failed"] == 0 and old not in report.get("skipped_down", {}), report
+    assert checksums(lab[old], ds) == want
+    assert lab.primaries() == after and lab.writable(old) == []

@@ -24,6 +24,7 @@ the watch runs, no change waits for the main loop, and the last full read is you
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ import host_plan
 import smc_replication as repl
 
 FENCED_PROP = "smc:fenced"
+HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")  # a storage host's inventory name
 HA_DEFAULTS = {
     "enabled": False,
     "endpoints": [],
@@ -317,7 +319,8 @@ class Loop:
                            sorted((p, v["host"], v["epoch"], v["lease"]) for p, v in state["primary"].items()
                                   if p in mine),
                            sorted((p, e, sorted(c)) for p, by in state["candidates"].items() if p in mine
-                                  for e, c in by.items())])
+                                  for e, c in by.items()),
+                           sorted(state["dead"]), sorted(state["window"])])
 
     def apply(self, plan, state):
         """Act on etcd's state with a fresh lease. The keepalive thread may fence meanwhile: then nothing is
@@ -536,6 +539,115 @@ def cmd_ha_status(cfg):
             out.update(etcd="unavailable", error=str(exc)[:300],
                        reason="no failover can happen from here until etcd answers (no quorum or unreachable)")
     return out
+
+
+def failover_errors(dead, confirm, revive, me, check=False):
+    """Why a forced failover request must not run, as sentences (empty: it may). A check needs no
+    confirmation: it writes nothing."""
+    errors = []
+    for field, hosts in (("dead", dead), ("confirm_dead", confirm), ("revive", revive)):
+        for host in hosts:
+            if not isinstance(host, str) or not HOST_RE.fullmatch(host):
+                errors.append("%s: %r is not a host name (letters, digits, '_', '.', '-'; starting with a letter or "
+                              "digit)" % (field, host))
+    missing = sorted(set(dead) - set(confirm))
+    if missing and not check:
+        errors.append("confirm_dead must name every host declared dead (missing %s): a declared host's writable "
+                      "copies go read-only and its projects are elected elsewhere" % ", ".join(missing))
+    both = sorted(set(dead) & set(revive))
+    if both:
+        errors.append("%s is both declared dead and revived: name it in one of them" % ", ".join(both))
+    if me is not None and me in dead:
+        errors.append("this host (%s) is among the hosts declared dead: run the failover from a live host" % me)
+    return errors
+
+
+def cmd_ha_failover(cfg, dead=(), confirm=(), revive=(), check=False, wait=0.0, out=sys.stdout):
+    """playbooks/failover.yml's step, on one live storage host. Declares ``dead`` hosts dead (each also named
+    in ``confirm``): in one transaction ``<prefix>window/<host>`` (under a new lease of lease_ttl seconds) and
+    ``<prefix>dead/<host>``, then the host's own lease is revoked. A live declared host fences itself at its
+    next renewal, and the elections of its projects wait until the window's lease ends: the time the timing
+    rules give any host to fence before its lease expires. The elections are the HA loops' own (the most
+    up-to-date live copy, by CAS). ``revive`` ends a declaration (the host votes and may serve again). With
+    ``check`` nothing is written. ``wait`` seconds: how long to follow the elections until no project is left
+    on a declared host. Returns the report."""
+    ha = ha_config(cfg)
+    if not ha["enabled"]:
+        raise HaError("ha.enabled is false in the agent config: there is no failover to force; nothing changed")
+    try:
+        me = Loop(cfg, ha, None, None, out=out).plan()["host"]
+    except (HaError, host_plan.PlanError, OSError, ValueError):
+        me = None
+    dead, confirm, revive = sorted(set(dead)), sorted(set(confirm)), sorted(set(revive))
+    errors = failover_errors(dead, confirm, revive, me, check)
+    if errors:
+        raise HaError("; ".join(errors) + ". Nothing was changed.")
+    client, k = client_for(ha), failover.keys(ha["prefix"])
+    try:
+        kvs, _rev = client.range(ha["prefix"])
+    except etcd_v3.EtcdError as exc:
+        raise HaError("etcd does not answer from here (%s): without quorum no failover can be forced or happen; "
+                      "nothing was changed" % str(exc)[:200]) from exc
+    state = failover.parse_state(kvs, ha["prefix"])
+    known = set(state["leases"]) | set(state["dead"]) | set(v["host"] for v in state["primary"].values())
+    unknown = [h for h in dead + revive if h not in known]
+    if unknown:
+        raise HaError("etcd knows no host %s (no lease, no primary, no declaration): check the names; nothing was "
+                      "changed" % ", ".join(unknown))
+    declare = [h for h in dead if h not in state["dead"]]
+    report = {"check": bool(check), "moves": failover.forced_moves(state, dead), "declared": declare,
+              "already_dead": [h for h in dead if h in state["dead"]],
+              "revived": [h for h in revive if h in state["dead"]], "from": me}
+    if check:
+        return report
+    try:
+        declare_dead(client, ha, declare, state, me, out)
+        for host in report["revived"]:
+            client.delete(k["dead"] + host)
+    except etcd_v3.EtcdError as exc:
+        raise HaError("etcd failed while declaring %s dead (%s): run the failover again (each step repeats "
+                      "safely)" % (", ".join(declare) or "no host", str(exc)[:200])) from exc
+    report["moved"], report["left"] = follow_moves(client, ha, report["moves"], dead, wait, out)
+    return report
+
+
+def declare_dead(client, ha, hosts, state, me, out):
+    """For each host: its window (a lease of lease_ttl) and its declaration in one transaction, then its own
+    lease revoked (so a live one fences at its next renewal)."""
+    k = failover.keys(ha["prefix"])
+    for host in hosts:
+        window = client.grant(ha["lease_ttl"])
+        doc = json.dumps({"at": round(time.time(), 3), "by": "failover.yml", "from": me}, sort_keys=True)
+        # the window first, in the same transaction: no loop may see the host dead without its window
+        client.call("kv/txn", {"success": [{"request_put": client._put_op(k["window"] + host, "{}", window)},  # pylint: disable=protected-access
+                                           {"request_put": client._put_op(k["dead"] + host, doc)}]})  # pylint: disable=protected-access
+        if state["leases"].get(host):
+            client.revoke(state["leases"][host])
+        print(json.dumps({"declared": host, "window": ha["lease_ttl"], "revoked": state["leases"].get(host) or None}),
+              file=out, flush=True)
+
+
+def follow_moves(client, ha, moves, dead, wait, out):
+    """Poll etcd (every second, at most ``wait`` seconds) until no project of ``moves`` has its primary on a
+    ``dead`` host. Returns ([{project, from, to, epoch, seconds}], [projects still on a dead host])."""
+    started, moved, left = time.monotonic(), {}, [m["project"] for m in moves]
+    while left:
+        try:
+            kvs, _rev = client.range(failover.keys(ha["prefix"])["primary"])
+            primary = failover.parse_state(kvs, ha["prefix"])["primary"]
+        except etcd_v3.EtcdError:
+            primary = {}
+        for move in moves:
+            now = primary.get(move["project"])
+            if move["project"] in left and now and now["host"] not in dead:
+                moved[move["project"]] = {"project": move["project"], "from": move["host"], "to": now["host"],
+                                          "epoch": now["epoch"], "seconds": round(time.monotonic() - started, 1)}
+                print(json.dumps({"moved": moved[move["project"]]}), file=out, flush=True)
+        left = [p for p in left if p not in moved]
+        if not left or time.monotonic() - started >= wait:
+            break
+        time.sleep(1)
+    return [moved[p] for p in sorted(moved)], left
 
 
 def take_over(cfg, pid, me, epoch):

@@ -9,8 +9,12 @@ PREFIX = "/smc/"
 COPIES = {"p": ["a", "b", "c", "d"]}  # plan order: primary first
 
 
-def kvs(alive, primary=None, candidates=None):
+def kvs(alive, primary=None, candidates=None, dead=(), window=()):
     out = {}
+    for h in dead:
+        out[PREFIX + "dead/" + h] = (json.dumps({"by": "failover.yml"}), 6, 0)
+    for h in window:
+        out[PREFIX + "window/" + h] = ("{}", 6, 79)
     for h in alive:
         out[PREFIX + "hosts/" + h] = ("{}", 5, 77)
     for pid, (host, epoch, rev) in (primary or {}).items():
@@ -133,3 +137,57 @@ def test_the_old_primary_can_win_its_own_election_when_it_is_the_most_up_to_date
         PREFIX + "candidates/p/3/b": (json.dumps(snap(100)), 9, 92)}, PREFIX)
     assert failover.decide("a", {"p": ["a", "b"]}, state, {"p": snap(200)}, {}, 4)[0][0] == "claim"
     assert failover.decide("b", {"p": ["a", "b"]}, state, {"p": snap(100)}, {}, 4)[0][0] == "wait"
+
+
+# ---- an operator declared a host dead (playbooks/failover.yml)
+
+def test_a_host_declared_dead_is_not_alive_even_with_a_lease():
+    state = kvs(["a", "b", "c", "d"], {"p": ("a", 3, 40)}, dead=["a"])
+    assert "a" not in state["alive"] and state["dead"] == {"a": {"by": "failover.yml"}}
+    assert not failover.serving(state, "p")
+    assert actions("b", state)[0][0] == "candidate"
+
+
+def test_no_election_while_the_dead_hosts_fencing_window_is_open():
+    state = kvs(["a", "b", "c", "d"], {"p": ("a", 3, 40)}, {("p", 3, h): snap(100) for h in "bcd"},
+                dead=["a"], window=["a"])
+    for me in "bcd":
+        assert actions(me, state) == [("wait", "p", {"reason": "a was declared dead: its fencing window is still open"})]
+    state = kvs(["a", "b", "c", "d"], {"p": ("a", 3, 40)}, {("p", 3, h): snap(100) for h in "bcd"}, dead=["a"])
+    assert actions("b", state)[0] == ("claim", "p", {"epoch": 4, "revision": 40, "over": "a", "voters": ["b", "c", "d"]})
+
+
+def test_a_dead_host_neither_serves_votes_nor_bootstraps():
+    # its own loop, with a new lease: it was primary, it stays read-only and publishes nothing
+    state = kvs(["a", "b", "c", "d"], {"p": ("a", 3, 40)}, dead=["a"])
+    assert actions("a", state)[0][0] == "wait"
+    assert actions("a", kvs(["a", "b"], dead=["a"]))[0][0] == "wait"  # no key yet: no bootstrap either
+    # even the most up-to-date copy does not win while declared dead
+    state = kvs(["a", "b", "c", "d"], {"p": ("d", 3, 40)}, {("p", 3, "a"): snap(999), ("p", 3, "b"): snap(1),
+                                                            ("p", 3, "c"): snap(1)}, dead=["a", "d"])
+    assert actions("b", state)[0] == ("claim", "p", {"epoch": 4, "revision": 40, "over": "d", "voters": ["b", "c"]})
+    # once another copy serves, the dead host is its replica (a returning primary is demoted)
+    state = kvs(["a", "b", "c", "d"], {"p": ("b", 4, 44)}, dead=["a"])
+    assert actions("a", state) == [("replica", "p", {"host": "b", "epoch": 4})]
+
+
+def test_forced_moves_lists_the_projects_the_dead_hosts_are_primary_of():
+    out = {PREFIX + "hosts/" + h: ("{}", 5, 77) for h in "abc"}
+    for pid, host in (("p", "a"), ("q", "b"), ("r", "c")):
+        out[PREFIX + "primary/" + pid] = (json.dumps({"host": host, "epoch": 2}), 9, 0)
+    state = failover.parse_state(out, PREFIX)
+    assert failover.forced_moves(state, ["a", "c"]) == [{"project": "p", "host": "a", "epoch": 2},
+                                                         {"project": "r", "host": "c", "epoch": 2}]
+    assert failover.forced_moves(state, []) == []
+
+
+def test_failover_summary_says_what_moved_and_what_did_not():
+    report = {"declared": ["a"], "already_dead": [], "revived": [],
+              "moves": [{"project": "p", "host": "a", "epoch": 3}, {"project": "q", "host": "a", "epoch": 5}]}
+    lines = failover.failover_summary(report, {"p": {"host": "b", "epoch": 4}, "q": {"host": "a", "epoch": 5}})
+    assert lines[0] == "declared dead: a"
+    assert "  p: a (epoch 3) -> b (epoch 4)" in lines and "  q: a (epoch 5) -> not elected yet" in lines
+    assert lines[-1].startswith("1 project(s) not elected yet")
+    check = failover.failover_summary(report, {}, check=True)
+    assert check[0] == "check: would declare a dead; 2 project(s) would be elected elsewhere"
+    assert all("not elected" not in line for line in check)
