@@ -12,8 +12,10 @@ size in advance.
 
 import json
 import struct
+import time
 
-__all__ = ["WireError", "write_message", "read_message", "write_frames", "read_frames", "MAX_LINE", "FRAME"]
+__all__ = ["WireError", "write_message", "read_message", "write_frames", "read_frames", "RateLimit", "MAX_LINE",
+           "FRAME"]
 
 MAX_LINE = 1 << 20
 FRAME = 1 << 20
@@ -81,3 +83,36 @@ def read_frames(inp, sink):
             raise WireError("connection ended inside a frame after %d bytes" % (total + len(data)))
         sink(data)
         total += length
+
+
+class RateLimit:
+    """A writer that hands bytes to ``out`` at ``rate`` bytes per second on average (a token bucket that holds
+    at most one second of bytes, so an idle connection does not save up a burst): the bandwidth limit of one
+    peer's connection (replication.bwlimit). ``clock`` and ``sleep`` are time.monotonic and time.sleep."""
+
+    def __init__(self, out, rate, clock=time.monotonic, sleep=time.sleep):
+        if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+            raise ValueError("rate must be a whole number of bytes per second above 0, got %r" % (rate,))
+        self.out, self.rate, self.clock, self.sleep = out, rate, clock, sleep
+        self.tokens, self.last = float(rate), clock()
+
+    def write(self, data):
+        view = memoryview(data)
+        while len(view):
+            now = self.clock()
+            self.tokens = min(float(self.rate), self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            want = min(len(view), self.rate)
+            if self.tokens + 0.5 < want:  # (less than a byte short is float rounding: go on)
+                self.sleep(max((want - self.tokens) / self.rate, 0.001))
+                continue
+            self.out.write(view[:want])
+            self.tokens -= want
+            view = view[want:]
+        return len(data)
+
+    def flush(self):
+        self.out.flush()
+
+    def close(self):
+        self.out.close()

@@ -420,7 +420,8 @@ class Peer:
                 "-o", "Compression=no", "-l", cfg["replication"]["user"], address, "receive"]
         cmd = cfg["replication"].get("command") or args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.inp, self.out = self.proc.stdout, self.proc.stdin
+        rate = cfg["replication"].get("bwlimit") or 0  # bytes per second on this connection; 0: no limit
+        self.inp, self.out = self.proc.stdout, wire.RateLimit(self.proc.stdin, rate) if rate else self.proc.stdin
         self.call(op="hello", source=me, protocol=PROTOCOL)
 
     def call(self, **message):

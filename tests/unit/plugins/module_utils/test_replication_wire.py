@@ -38,3 +38,51 @@ def test_bad_lines_are_refused(line):
 def test_oversized_frame_is_refused():
     with pytest.raises(w.WireError, match="larger"):
         w.read_frames(io.BytesIO(b"\xff\xff\xff\xff"), lambda data: None)
+
+
+class FakeClock:
+    """time.monotonic and time.sleep for RateLimit: sleeping moves the clock."""
+
+    def __init__(self):
+        self.now, self.slept = 100.0, 0.0
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        assert seconds > 0
+        self.now += seconds
+        self.slept += seconds
+
+
+def test_rate_limit_passes_every_byte_at_the_rate():
+    t, out = FakeClock(), io.BytesIO()
+    data = bytes(range(256)) * 4096 * 10  # 10 MiB
+    limited = w.RateLimit(out, 1 << 20, clock=t.clock, sleep=t.sleep)
+    for i in range(0, len(data), 65536):
+        limited.write(data[i:i + 65536])
+    assert out.getvalue() == data
+    assert 8.9 <= t.slept <= 9.1  # one second of bytes may go at once, the other nine wait
+
+
+def test_rate_limit_does_not_save_up_a_burst_while_idle():
+    t, out = FakeClock(), io.BytesIO()
+    limited = w.RateLimit(out, 1000, clock=t.clock, sleep=t.sleep)
+    t.now += 3600  # an hour without writes
+    limited.write(b"x" * 3000)
+    assert 1.9 <= t.slept <= 2.1 and out.getvalue() == b"x" * 3000
+
+
+def test_frames_through_a_rate_limit_read_back_the_same():
+    t, out = FakeClock(), io.BytesIO()
+    payload = bytes(range(200)) * 5000
+    w.write_frames(w.RateLimit(out, 300000, clock=t.clock, sleep=t.sleep), io.BytesIO(payload), size=4096)
+    got = []
+    assert w.read_frames(io.BytesIO(out.getvalue()), got.append) == len(payload)
+    assert b"".join(got) == payload and t.slept > 2
+
+
+@pytest.mark.parametrize("rate", [0, -1, 1.5, "10M", True, None])
+def test_rate_limit_refuses_a_rate_that_is_not_a_positive_whole_number(rate):
+    with pytest.raises(ValueError, match="rate must be a whole number"):
+        w.RateLimit(io.BytesIO(), rate)

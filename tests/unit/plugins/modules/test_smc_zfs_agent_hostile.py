@@ -93,3 +93,14 @@ def test_agent_accepts_only_what_zfs_names_accepts(name):
     dataset_name_error."""
     if AGENT.is_dataset(name):
         assert zfs_names.dataset_name_error(name) is None, name
+
+
+@pytest.mark.parametrize("value", [-1, "10M", True, 1.5, None, 10 ** 13])
+def test_a_bandwidth_limit_that_is_not_bytes_per_second_is_refused(value):
+    cfg = dict(AGENT.DEFAULTS, replication=dict(AGENT.REPLICATION_DEFAULTS, bwlimit=value))
+    assert any("replication.bwlimit must be a whole number from 0 to" in e for e in AGENT.config_errors(cfg))
+
+
+def test_a_bandwidth_limit_in_bytes_per_second_is_accepted():
+    for value in (0, 1, 50 * 10 ** 6):
+        assert AGENT.config_errors(dict(AGENT.DEFAULTS, replication=dict(AGENT.REPLICATION_DEFAULTS, bwlimit=value))) == []
