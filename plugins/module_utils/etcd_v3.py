@@ -54,8 +54,8 @@ def _watch_result(endpoint, line):
         raise EtcdError("etcd watch at %s: not JSON: %r" % (endpoint, line[:200])) from exc
     if "error" in answer:
         error = answer["error"]
-        raise Unavailable("etcd watch at %s: %s" % (endpoint, error.get("message", error)
-                                                     if isinstance(error, dict) else error))
+        why = error.get("message", error) if isinstance(error, dict) else error
+        raise Unavailable("etcd watch at %s: %s" % (endpoint, why))
     result = answer.get("result", answer)
     if result.get("canceled") or result.get("compact_revision"):
         why = result.get("cancel_reason") or "compacted to %s" % result.get("compact_revision")

@@ -194,8 +194,8 @@ def failover_summary(report, primary, check=False, limit=40):
             lines.append("  %s: primary %s (epoch %s) -> elected among its live copies"
                          % (move["project"], move["host"], move["epoch"]))
         elif now.get("host") and now["host"] not in dead:
-            lines.append("  %s: %s (epoch %s) -> %s (epoch %s)" % (move["project"], move["host"], move["epoch"],
-                                                                  now["host"], now.get("epoch")))
+            lines.append("  %s: %s (epoch %s) -> %s (epoch %s)"
+                         % (move["project"], move["host"], move["epoch"], now["host"], now.get("epoch")))
         else:
             left.append(move["project"])
             lines.append("  %s: %s (epoch %s) -> not elected yet" % (move["project"], move["host"], move["epoch"]))

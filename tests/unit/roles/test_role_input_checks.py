@@ -124,19 +124,19 @@ def test_storage_host_checks_before_its_first_host_task():
 def test_storage_host_refuses_a_hostile_private_ip_or_name_naming_host_and_field(tmp_path):
     groups = {"good": {"hosts": {h: {} for h in LAB}}}
     hosts = {h: dict(hv) for h, hv in LAB.items()}
-    for case, (host, hostvars, _) in STORAGE_HOSTILE.items():
+    for case, (host, hostvars, _message) in STORAGE_HOSTILE.items():
         hosts[host] = hostvars
         groups[case] = {"hosts": dict({h: {} for h in LAB}, **{host: {}})}
     inventory = {"all": {"hosts": hosts, "children": groups}}
-    cases = dict({"good": {"storage_host_group": "good"}, "off": {"storage_host_group": "newline",
-                                                                 "storage_host_manage_etc_hosts": False}},
+    cases = dict({"good": {"storage_host_group": "good"},
+                  "off": {"storage_host_group": "newline", "storage_host_manage_etc_hosts": False}},
                  **{case: {"storage_host_group": case} for case in STORAGE_HOSTILE})
     cases["good_again"] = {"storage_host_group": "good"}
     out = run_cases(tmp_path, "storage_host", [task("storage_host", STORAGE_CHECK)], cases, inventory=inventory,
                     record="__storage_host_blocks[0].block")
     errors = out["errors"]
     assert errors.pop("good") is None and errors.pop("good_again") is None and errors.pop("off") is None, out
-    for case, (_, _, message) in STORAGE_HOSTILE.items():
+    for case, (_host, _vars, message) in STORAGE_HOSTILE.items():
         assert message in errors[case], (case, errors[case])
     assert "is not an IP address; set it to the host's private address" in errors["newline"]
     # what system_state writes into /etc/hosts: the same lines the role's template wrote before the check

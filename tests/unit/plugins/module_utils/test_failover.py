@@ -176,8 +176,8 @@ def test_forced_moves_lists_the_projects_the_dead_hosts_are_primary_of():
     for pid, host in (("p", "a"), ("q", "b"), ("r", "c")):
         out[PREFIX + "primary/" + pid] = (json.dumps({"host": host, "epoch": 2}), 9, 0)
     state = failover.parse_state(out, PREFIX)
-    assert failover.forced_moves(state, ["a", "c"]) == [{"project": "p", "host": "a", "epoch": 2},
-                                                         {"project": "r", "host": "c", "epoch": 2}]
+    assert failover.forced_moves(state, ["a", "c"]) == [
+        {"project": "p", "host": "a", "epoch": 2}, {"project": "r", "host": "c", "epoch": 2}]
     assert failover.forced_moves(state, []) == []
 
 

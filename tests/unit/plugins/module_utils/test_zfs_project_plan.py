@@ -1,4 +1,5 @@
-"""zfs_project_plan: input checks, the plan (one list -> creates/updates), what is held back, quarantined and destroyed, grouped zfs set; hostile input at every function."""
+"""zfs_project_plan: input checks, the plan (one list -> creates/updates), what is held back, quarantined and
+destroyed, grouped zfs set; hostile input at every function."""
 import pytest
 
 from ansible_collections.smc.backend.plugins.module_utils import zfs_project_plan as zp

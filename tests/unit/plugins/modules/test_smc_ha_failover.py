@@ -109,8 +109,8 @@ def test_a_declaration_opens_a_window_revokes_the_lease_and_follows_the_election
     assert 0 < left <= ttl
     assert PREFIX + "hosts/a" not in kvs and client.keepalive(leases["a"]) == 0  # revoked: it fences itself
     assert client.keepalive(leases["b"]) > 0
-    assert [(m["project"], m["from"], m["to"], m["epoch"]) for m in report["moved"]] == [("p", "a", "b", 4),
-                                                                                      ("q", "a", "b", 4)]
+    moved = [(m["project"], m["from"], m["to"], m["epoch"]) for m in report["moved"]]
+    assert moved == [("p", "a", "b", 4), ("q", "a", "b", 4)]
     assert report["left"] == [] and '"moved"' in out.getvalue()
     # a second run finds it declared already and changes nothing more
     again = smc_ha.cmd_ha_failover(cfg, ["a"], ["a"], out=io.StringIO())
