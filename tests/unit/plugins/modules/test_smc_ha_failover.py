@@ -129,3 +129,17 @@ def test_revive_ends_the_declaration(tmp_path, etcd):
     smc_ha.cmd_ha_failover(cfg, ["a"], ["a"], out=io.StringIO())
     report = smc_ha.cmd_ha_failover(cfg, revive=["a"], out=io.StringIO())
     assert report["revived"] == ["a"] and PREFIX + "dead/a" not in snapshot_of(client)
+
+
+def test_the_agent_command_prints_one_json_report_and_progress_on_stderr(tmp_path, etcd, capsys):
+    from test_smc_zfs_agent import load_agent, run_agent  # pylint: disable=import-error,import-outside-toplevel
+    lab_state(etcd)
+    ha = dict(cfg_for(tmp_path, etcd)["ha"])
+    argv = ["ha-failover", "--dead", "a", "--confirm-dead", "a"]
+    assert run_agent(load_agent(), tmp_path, argv, {"ha": ha}) == 0  # not elected yet, but no --wait: rc 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)  # the whole of stdout is the report (the playbook reads it)
+    assert report["declared"] == ["a"] and report["left"] == ["p", "q"]
+    assert '"declared": "a"' in captured.err
+    assert run_agent(load_agent(), tmp_path, argv + ["--wait", "1"], {"ha": ha}) == 1  # still not elected
+    assert json.loads(capsys.readouterr().out)["left"] == ["p", "q"]
