@@ -533,7 +533,7 @@ def cmd_ha_status(cfg):
         try:
             kvs, rev = client_for(ha).range(ha["prefix"])
             state = failover.parse_state(kvs, ha["prefix"])
-            out.update(etcd="ok", revision=rev, alive=sorted(state["alive"]),
+            out.update(etcd="ok", revision=rev, alive=sorted(state["alive"]), dead=sorted(state["dead"]),
                        primary=dict((p, {"host": v["host"], "epoch": v["epoch"]}) for p, v in state["primary"].items()))
         except etcd_v3.EtcdError as exc:
             out.update(etcd="unavailable", error=str(exc)[:300],

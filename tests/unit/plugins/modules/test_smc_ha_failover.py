@@ -127,8 +127,10 @@ def test_revive_ends_the_declaration(tmp_path, etcd):
     client, _leases = lab_state(etcd)
     cfg = cfg_for(tmp_path, etcd)
     smc_ha.cmd_ha_failover(cfg, ["a"], ["a"], out=io.StringIO())
+    assert smc_ha.cmd_ha_status(cfg)["dead"] == ["a"]  # ha-status names the declared hosts
     report = smc_ha.cmd_ha_failover(cfg, revive=["a"], out=io.StringIO())
     assert report["revived"] == ["a"] and PREFIX + "dead/a" not in snapshot_of(client)
+    assert smc_ha.cmd_ha_status(cfg)["dead"] == []
 
 
 def test_the_agent_command_prints_one_json_report_and_progress_on_stderr(tmp_path, etcd, capsys):
