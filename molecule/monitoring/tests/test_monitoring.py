@@ -89,8 +89,12 @@ def primary_of(pid):
 
 
 def writable(host):
+    """The host's writable copies of placed projects (those its plan lists: demo datasets outside the
+    placement, such as demo-c, are not the HA loop's to fence)."""
+    placed = json.loads(host.out("cat /etc/smc/plan.json"))["projects"]
     out = host.out("zfs list -H -o name,readonly -d 1 %s" % PROJECTS)
-    return [line.split("\t")[0] for line in out.splitlines()[1:] if line.endswith("\toff")]
+    return [line.split("\t")[0] for line in out.splitlines()[1:]
+            if line.endswith("\toff") and line.split("\t")[0].rsplit("/", 1)[1] in placed]
 
 
 def test_every_node_exporter_is_scraped_over_the_vpn_with_the_agent_and_tinc_metrics(lab):
