@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-import test_smc_ha  # noqa: F401  pylint: disable=import-error,unused-import  (puts the agent's files on sys.path)
+# test_smc_ha puts the agent's files on sys.path
+import test_smc_ha  # noqa: F401  pylint: disable=import-error,unused-import
 import smc_replication  # noqa: E402  pylint: disable=import-error,wrong-import-position
 import replication_wire  # noqa: E402  pylint: disable=import-error,wrong-import-position
 
