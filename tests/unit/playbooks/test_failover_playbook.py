@@ -4,17 +4,11 @@ not confirmed by name (a check needs no confirmation)."""
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-BIN = os.path.dirname(sys.executable)
-ENV = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
-           ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_STRATEGY="linear")
-for _name in ("ANSIBLE_STRATEGY_PLUGINS", "ANSIBLE_CALLBACKS_ENABLED", "ANSIBLE_CALLBACK_PLUGINS"):
-    ENV.pop(_name, None)
+from local_ansible import ENV, PLAYBOOK, ROOT  # pylint: disable=import-error
 # Unreachable on purpose: a task that reached one would fail loudly instead of passing.
 HOSTS = {"s1": {"ansible_host": "127.0.0.1", "ansible_port": 9}, "s2": {"ansible_host": "127.0.0.1", "ansible_port": 9}}
 
@@ -22,7 +16,7 @@ HOSTS = {"s1": {"ansible_host": "127.0.0.1", "ansible_port": 9}, "s2": {"ansible
 def run(tmp_path, extra, check=False):
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"storage": {"hosts": HOSTS}}}}),
                                         encoding="utf-8")
-    args = [os.path.join(BIN, "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+    args = [PLAYBOOK, "-i", str(tmp_path / "hosts.yml"),
             os.path.join(ROOT, "playbooks", "failover.yml"), "-e", json.dumps(extra)] + (["--check"] if check else [])
     return subprocess.run(args, capture_output=True, text=True, env=ENV, cwd=str(tmp_path), timeout=300, check=False)
 

@@ -6,17 +6,11 @@ a block whose rescue records the failure message; one playbook run holds every c
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-BIN = os.path.dirname(sys.executable)
-ENV = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
-           ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_STRATEGY="linear")
-for _name in ("ANSIBLE_STRATEGY_PLUGINS", "ANSIBLE_CALLBACKS_ENABLED", "ANSIBLE_CALLBACK_PLUGINS"):
-    ENV.pop(_name, None)
+from local_ansible import ENV, PLAYBOOK, ROOT  # pylint: disable=import-error
 LAB = {"dc%d-s%d" % (d, s): {"dc": "dc%d" % d, "private_ip": "10.77.0.%d" % (10 + 2 * (d - 1) + s),
                              "ansible_connection": "local"}
        for d in (1, 2, 3) for s in (1, 2)}
@@ -50,7 +44,7 @@ def run_cases(tmp_path, role, tasks, cases, inventory=None, record="None"):
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play), encoding="utf-8")
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory or {"all": {"children": {"storage": {"hosts": LAB}}}}),
                                         encoding="utf-8")
-    out = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+    out = subprocess.run([PLAYBOOK, "-i", str(tmp_path / "hosts.yml"),
                           str(tmp_path / "play.yml")], capture_output=True, text=True, env=ENV, cwd=str(tmp_path),
                          timeout=300, check=False)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
