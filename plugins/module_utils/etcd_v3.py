@@ -236,6 +236,10 @@ class Client:
             ops = [{"request_put": self._put_op(key, value, lease)} for key, value in items[start:start + batch]]
             self.call("kv/txn", {"success": ops})
 
+    def put_together(self, items):
+        """Puts of (key, value, lease) items (lease 0: none) in one transaction: etcd applies all or none."""
+        self.call("kv/txn", {"success": [{"request_put": self._put_op(k, v, lease)} for k, v, lease in items]})
+
     def swap(self, key, value, mod_revision, lease=0):
         """Write ``key`` only if its mod_revision is still ``mod_revision`` (0: only if it does not exist).
         True when written; False when someone else changed it first."""

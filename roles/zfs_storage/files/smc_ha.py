@@ -619,8 +619,7 @@ def declare_dead(client, ha, hosts, state, me, out):
         window = client.grant(ha["lease_ttl"])
         doc = json.dumps({"at": round(time.time(), 3), "by": "failover.yml", "from": me}, sort_keys=True)
         # the window first, in the same transaction: no loop may see the host dead without its window
-        client.call("kv/txn", {"success": [{"request_put": client._put_op(k["window"] + host, "{}", window)},  # pylint: disable=protected-access
-                                           {"request_put": client._put_op(k["dead"] + host, doc)}]})  # pylint: disable=protected-access
+        client.put_together([(k["window"] + host, "{}", window), (k["dead"] + host, doc, 0)])
         if state["leases"].get(host):
             client.revoke(state["leases"][host])
         print(json.dumps({"declared": host, "window": ha["lease_ttl"], "revoked": state["leases"].get(host) or None}),
