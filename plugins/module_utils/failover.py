@@ -16,12 +16,20 @@ An operator declares a host dead (``playbooks/failover.yml``: ``<prefix>dead/<ho
 it counts as not alive (it neither votes nor serves, even with a new lease), and the elections of the projects
 it was primary of wait while its window lasts, the time the timing inequalities give a live host to fence
 itself once its lease is gone. ``forced_moves`` is the plan such a declaration makes.
+
+Without etcd's quorum nothing is elected. An operator who confirms which hosts are dead may still promote
+(``offline_promotions``: the same rule, over what the live hosts report of their copies, at the highest epoch
+any of them knows + 1). The decision is recorded on every live host (``merge_record``); while a record waits,
+its projects hold no election, and the first host to see etcd again writes the declarations and the new
+primaries by compare-and-swap (``reconcile``), unless etcd moved the project meanwhile: then etcd wins and the
+recorded primary becomes a replica (its writes after the last common snapshot are kept aside by the sender).
 """
 
 import json
 
 __all__ = ["TimingError", "timing_errors", "keys", "parse_state", "serving", "newest_rank", "elect", "decide",
-           "forced_moves", "failover_summary"]
+           "forced_moves", "failover_summary", "offline_promotions", "merge_record", "reconcile", "pending",
+           "offline_summary"]
 
 
 class TimingError(ValueError):
@@ -106,7 +114,7 @@ def elect(candidates, order):
     return ranked[0] if ranked else None
 
 
-def decide(me, projects, state, local, waited, collect_seconds):
+def decide(me, projects, state, local, waited, collect_seconds, held=()):
     """What this host does for each of its projects, as a list of (action, pid, details) tuples:
 
     - ("bootstrap", pid, {host, epoch}): no primary in etcd yet and I am the plan's primary: create the key;
@@ -117,11 +125,15 @@ def decide(me, projects, state, local, waited, collect_seconds):
     - ("wait", pid, {reason}): an election is under way or cannot be decided.
 
     ``projects``: {pid: [copies, plan primary first]} (host names); ``state``: parse_state(); ``local``: {pid:
-    newest snapshot of my copy or None}; ``waited``: {pid: seconds since I first saw its election}."""
+    newest snapshot of my copy or None}; ``waited``: {pid: seconds since I first saw its election}; ``held``:
+    projects with an offline promotion not yet written to etcd (``pending``): they hold no election."""
     out = []
     declared = state.get("dead") or {}
     for pid, copies in sorted(projects.items()):
         current = state["primary"].get(pid)
+        if pid in held and not serving(state, pid):
+            out.append(("wait", pid, {"reason": "an offline promotion of this project waits to be written to etcd"}))
+            continue
         if me in declared:  # an operator declared this host dead: it serves nothing and takes no part
             if current is not None and current["host"] != me and serving(state, pid):
                 out.append(("replica", pid, {"host": current["host"], "epoch": current["epoch"]}))
@@ -203,4 +215,117 @@ def failover_summary(report, primary, check=False, limit=40):
         lines.append("  ... %d more" % (len(moves) - limit))
     if left:
         lines.append("%d project(s) not elected yet: smc-zfs-agent ha-status on a live host says why" % len(left))
+    return lines
+
+
+def _known_primary(views, pid, plan_primary):
+    """The primary of ``pid`` with the highest epoch any live host last heard of (etcd's view, as its HA loop
+    last saw it), else the plan's."""
+    best = None
+    for view in views:
+        known = (view.get("projects", {}).get(pid) or {}).get("known")
+        if known and (best is None or int(known["epoch"]) > int(best["epoch"])):
+            best = known
+    return best or {"host": plan_primary, "epoch": 0}
+
+
+def offline_promotions(surveys, dead):
+    """The promotions an operator may make without etcd's quorum, from ``surveys`` ({host: smc-zfs-agent
+    ha-survey report} of every live host) and the hosts confirmed ``dead``: {"moves": [{project, from, to,
+    epoch, newest}], "refused": [sentences], "etcd": [hosts that still reach etcd]}. A project moves when the
+    primary its live hosts last knew of is declared dead; the winner is the most up-to-date live copy (ties: the
+    plan's order), at the highest epoch any copy or view knows + 1. A project without a live copy that has a
+    snapshot is refused, as is every promotion while a live host still reaches etcd (etcd decides then)."""
+    dead = set(dead)
+    etcd_ok = sorted(h for h, s in surveys.items() if s.get("etcd") == "ok")
+    projects = {}
+    for host, survey in sorted(surveys.items()):
+        if host in dead:
+            continue
+        for pid, copy in (survey.get("projects") or {}).items():
+            projects.setdefault(pid, {})[host] = copy
+    moves, refused = [], []
+    views = [s for h, s in surveys.items() if h not in dead]
+    for pid, copies in sorted(projects.items()):
+        order = next(iter(copies.values())).get("copies") or sorted(copies)
+        known = _known_primary(views, pid, order[0] if order else None)
+        if known["host"] not in dead:
+            continue
+        candidates = dict((h, c["newest"]) for h, c in copies.items() if c.get("newest"))
+        if not candidates:
+            refused.append("%s: no live copy with a snapshot (on %s); it stays unserved" % (pid, ", ".join(sorted(copies))))
+            continue
+        epoch = max([int(known["epoch"])] + [int(c.get("epoch") or 0) for c in copies.values()]) + 1
+        winner = elect(candidates, order)
+        moves.append({"project": pid, "from": known["host"], "to": winner, "epoch": epoch,
+                      "newest": candidates[winner].get("name")})
+    if etcd_ok:
+        refused.append("etcd answers from %s: without quorum lost everywhere, use the normal failover (etcd "
+                       "decides); no offline promotion" % ", ".join(etcd_ok))
+    return {"moves": moves, "refused": refused, "etcd": etcd_ok}
+
+
+def merge_record(record, moves, dead, at, by="failover.yml"):
+    """The offline record with ``moves`` added (a later promotion of a project replaces an earlier one only at
+    a higher epoch) and ``dead`` added to its declared hosts."""
+    record = {"promotions": dict((record or {}).get("promotions") or {}),
+              "dead": sorted(set((record or {}).get("dead") or []) | set(dead))}
+    for move in moves:
+        before = record["promotions"].get(move["project"])
+        if before is None or int(before["epoch"]) < int(move["epoch"]):
+            record["promotions"][move["project"]] = {"host": move["to"], "epoch": int(move["epoch"]),
+                                                     "over": move["from"], "at": at, "by": by}
+    return record
+
+
+def pending(record, state=None):
+    """Projects of the record not yet reconciled with etcd (all of them when etcd's state is unknown)."""
+    promotions = (record or {}).get("promotions") or {}
+    if state is None:
+        return set(promotions)
+    return set(pid for pid, p in promotions.items()
+               if (state["primary"].get(pid) or {}).get("epoch", -1) < int(p["epoch"]))
+
+
+def reconcile(record, state):
+    """What a host with an offline record does once etcd answers again, as (action, key, details) tuples:
+
+    - ("declare", host, {}): a host the operator confirmed dead is declared in etcd too;
+    - ("swap", pid, {host, epoch, over, lease, revision}): etcd still has an older epoch: CAS the recorded
+      primary in, under its current lease (only once it holds one);
+    - ("wait", pid, {reason}): the recorded primary holds no lease yet;
+    - ("done", pid, {host, epoch}): etcd names the recorded primary at its epoch or later;
+    - ("overruled", pid, {host, epoch, recorded}): etcd moved the project elsewhere meanwhile: etcd wins."""
+    out = [("declare", host, {}) for host in sorted(set((record or {}).get("dead") or []) - set(state["dead"]))]
+    for pid, rec in sorted(((record or {}).get("promotions") or {}).items()):
+        current = state["primary"].get(pid)
+        if current is not None and current["epoch"] >= int(rec["epoch"]):
+            if current["host"] == rec["host"]:
+                out.append(("done", pid, {"host": current["host"], "epoch": current["epoch"]}))
+            else:
+                out.append(("overruled", pid, {"host": current["host"], "epoch": current["epoch"], "recorded": rec}))
+        elif rec["host"] in state["alive"]:
+            out.append(("swap", pid, {"host": rec["host"], "epoch": int(rec["epoch"]), "over": rec.get("over"),
+                                      "lease": state["leases"].get(rec["host"]) or 0,
+                                      "revision": current["revision"] if current else 0}))
+        else:
+            out.append(("wait", pid, {"reason": "%s, promoted offline, holds no lease yet" % rec["host"]}))
+    return out
+
+
+def offline_summary(promotions, reports, check=False, limit=40):
+    """failover.yml's closing lines without etcd's quorum: ``promotions`` (offline_promotions' result with the
+    declared ``dead``) and ``reports`` ({host: ha-promote-offline report})."""
+    moves, dead = promotions.get("moves") or [], promotions.get("dead") or []
+    lines = ["etcd has no quorum (no live host reaches it): %s %d project(s) offline; declared dead: %s"
+             % ("would promote" if check else "promoted", len(moves), ", ".join(dead) or "none")]
+    for move in moves[:limit]:
+        lines.append("  %s: %s -> %s at epoch %s (newest snapshot %s)"
+                     % (move["project"], move["from"], move["to"], move["epoch"], move.get("newest")))
+    if len(moves) > limit:
+        lines.append("  ... %d more" % (len(moves) - limit))
+    lines.extend("refused: %s" % r for r in promotions.get("refused") or [])
+    if reports:
+        lines.append("%s on %d host(s): %s; their HA loops write it to etcd when its quorum returns"
+                     % ("would be recorded" if check else "recorded", len(reports), ", ".join(sorted(reports))))
     return lines

@@ -5,6 +5,7 @@ project ever has two writable copies. Failover times are printed (pytest -s / th
 """
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -243,17 +244,36 @@ def failover_playbook(extra, check=False):
     return p.returncode, p.stdout + p.stderr
 
 
+def known_bytes_sent(lab, primary, name, mib):
+    """The projects ``primary`` serves, the first one's id and dataset, and its files' checksums once ``mib``
+    MiB of known bytes were written to it as ``name``, snapshotted and sent to every copy."""
+    mine = projects_of(lab, primary)
+    ds = "%s/%s" % (ROOT, mine[0])
+    want = dict(checksums(lab[primary], ds), **{name: write_known(lab[primary], ds, name, mib)})
+    assert snapshot_and_send(lab[primary])["failed"] == 0
+    return mine, mine[0], ds, want
+
+
+def revive_and_resend(lab, old, new, ds, want):
+    """failover.yml revives ``old``; once ``new`` sees it alive, the next send reaches it (nothing skipped) and
+    its copy of ``ds`` holds ``want``, byte for byte."""
+    rc, out = failover_playbook({"revive": [old]})
+    assert rc == 0 and "revived: %s" % old in out, out[-3000:]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and old not in lab.ha(new).get("alive", []):
+        time.sleep(1)
+    report = snapshot_and_send(lab[new])
+    assert report["failed"] == 0 and old not in report.get("skipped_down", {}), report
+    assert checksums(lab[old], ds) == want
+
+
 def test_an_operator_declares_a_live_primary_dead_and_revives_it(lab):
     """playbooks/failover.yml on a host that still runs: --check shows the moves and changes nothing; the
     declaration fences it (its lease revoked) and its projects are elected among their live copies once its
     window closes, with every replicated write; it stays a read-only replica while declared, and after it is
     revived (nothing moves back)."""
     old = "dc2-s2"
-    mine = projects_of(lab, old)
-    pid = mine[0]
-    ds = "%s/%s" % (ROOT, pid)
-    want = dict(checksums(lab[old], ds), **{"f-op": write_known(lab[old], ds, "f-op", 2)})
-    assert snapshot_and_send(lab[old])["failed"] == 0
+    mine, pid, ds, want = known_bytes_sent(lab, old, "f-op", 2)
     before, writable = lab.primaries(), lab.writable(old)
 
     rc, out = failover_playbook({"failover_hosts": [old]}, check=True)
@@ -288,12 +308,74 @@ def test_an_operator_declares_a_live_primary_dead_and_revives_it(lab):
     assert "f-after" not in checksums(lab[old], ds) and lab.writable(old) == []
 
     # revived: it votes and receives again, as a replica; nothing moves back
-    rc, out = failover_playbook({"revive": [old]})
-    assert rc == 0 and "revived: %s" % old in out, out[-3000:]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and old not in lab.ha(new).get("alive", []):
-        time.sleep(1)
-    report = snapshot_and_send(lab[new])
-    assert report["failed"] == 0 and old not in report.get("skipped_down", {}), report
-    assert checksums(lab[old], ds) == want
+    revive_and_resend(lab, old, new, ds, want)
     assert lab.primaries() == after and lab.writable(old) == []
+
+
+def test_without_quorum_an_operator_promotes_a_replica_and_etcd_takes_it_when_it_returns(lab):
+    """etcd loses its quorum (two members stop), then a primary dies: nothing can be elected and every host
+    fenced itself. failover.yml, with the dead host confirmed, promotes the most up-to-date live copy of each of
+    its projects offline: writable at epoch + 1, its users write, it sends to the other copies. When etcd is back
+    the HA loops declare the host dead and write each promotion by CAS; the dead host returns as a read-only
+    replica of the new primary and gets every byte after it is revived."""
+    old = "dc2-s2"
+    mine, pid, ds, want = known_bytes_sent(lab, old, "f-before", 1)
+    before = lab.primaries()
+
+    etcd_lab.stop(etcd_lab.member("dc3"))
+    etcd_lab.stop(etcd_lab.member("dc2"))
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and any(lab.writable(h) for h in lab.hosts):
+        time.sleep(1)
+    assert not any(lab.writable(h) for h in lab.hosts), "a host kept writable copies without etcd's quorum"
+    lab.pause(old)
+
+    rc, out = failover_playbook({"failover_hosts": [old]}, check=True)
+    assert rc == 0, out[-3000:]
+    assert "would promote %d project(s) offline; declared dead: %s" % (len(mine), old) in out, out[-3000:]
+    assert not any(lab.writable(h) for h in lab.live())  # a check changes nothing
+
+    started = time.monotonic()
+    rc, out = failover_playbook({"failover_hosts": [old], "confirm_dead": [old]})
+    took = time.monotonic() - started
+    assert rc == 0, out[-3000:]
+    promoted = dict((m.group(1), (m.group(2), int(m.group(3))))
+                    for m in re.finditer(r"  (\S+): %s -> (\S+) at epoch (\d+)" % old, out))
+    assert sorted(promoted) == mine, out[-3000:]
+    assert all(e == before[p][1] + 1 and h != old for p, (h, e) in promoted.items()), (promoted, before)
+    new = promoted[pid][0]
+    say("no quorum: failover.yml promoted %d projects of %s offline in %.1f s" % (len(mine), old, took))
+    writable = sorted(d for h in lab.live() for d in lab.writable(h))
+    assert writable == sorted("%s/%s" % (ROOT, p) for p in mine)  # those, and nothing else
+    assert checksums(lab[new], ds) == want
+
+    # its users write; it sends to the other copies (not to the dead host) while etcd is still down
+    want["f-offline"] = write_known(lab[new], ds, "f-offline", 1)
+    report = snapshot_and_send(lab[new])
+    assert report["failed"] == 0 and old in report.get("skipped_down", {}), report
+    other = next(h for h in lab.live() if h != new)
+    assert checksums(lab[other], ds) == want
+
+    # etcd returns: the promotions are written to it, the dead host declared
+    etcd_lab.start(etcd_lab.member("dc2"))
+    etcd_lab.start(etcd_lab.member("dc3"))
+    etcd_lab.wait_healthy()
+    back = time.monotonic()
+    deadline = back + 90
+    while time.monotonic() < deadline and any(etcd_primary(p) != promoted[p] for p in mine):
+        time.sleep(1)
+    assert dict((p, etcd_primary(p)) for p in mine) == promoted
+    say("etcd back: the %d offline promotions in etcd after %.1f s" % (len(mine), time.monotonic() - back))
+    assert etcd_lab.ctl("get", "/smc/dead/" + old, "--print-value-only").stdout.strip()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and lab[new].run("test -e /var/lib/smc/ha/offline.json", check=False)[0] == 0:
+        time.sleep(1)
+    assert "done" in lab[new].out("cat /var/lib/smc/ha/offline.json.history")
+    assert lab[new].run("test -e /var/lib/smc/ha/offline.json", check=False)[0] != 0, "record not reconciled"
+    assert ds in lab.writable(new) and checksums(lab[new], ds) == want
+
+    # the dead host returns: a read-only replica while declared; revived, it receives every byte
+    lab.resume(old)
+    assert lab.writable(old) == []
+    revive_and_resend(lab, old, new, ds, want)
+    assert dict((p, etcd_primary(p)) for p in mine) == promoted and lab.writable(old) == []

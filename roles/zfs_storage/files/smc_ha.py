@@ -53,6 +53,7 @@ HA_DEFAULTS = {
     "watch_timeout": 30,
     "request_timeout": 1.5,
     "state": "/run/smc/ha/state.json",
+    "offline": "/var/lib/smc/ha/offline.json",
     "ca_file": None,
     "cert_file": None,
     "key_file": None,
@@ -112,6 +113,63 @@ def confirm_state(path):
         return False
 
 
+def read_record(ha):
+    """The offline record (promotions an operator made without etcd's quorum, not yet written to etcd):
+    {"promotions": {pid: {host, epoch, over, at, by}}, "dead": [hosts]}; empty when there is none."""
+    try:
+        with open(ha["offline"], encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return {"promotions": {}, "dead": []}
+    if not isinstance(doc, dict) or not isinstance(doc.get("promotions"), dict):
+        raise HaError("%s is not an offline record; move it aside and run failover.yml again" % ha["offline"])
+    return doc
+
+
+def write_record(ha, doc, history=None):
+    """Write the record durably (it must outlive a reboot), and append ``history`` lines next to it."""
+    os.makedirs(os.path.dirname(ha["offline"]), exist_ok=True)
+    if history:
+        with open(ha["offline"] + ".history", "a", encoding="utf-8") as f:
+            for line in history:
+                f.write(json.dumps(line, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(ha["offline"]), prefix=".offline.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(doc, f, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, ha["offline"])
+
+
+def offline_mine(ha, me):
+    """{pid: epoch} of the offline promotions that name ``me`` (the record, whatever etcd says: it is the
+    loop's to reconcile); {} on an unreadable record (then nothing is held writable by it)."""
+    try:
+        record = read_record(ha)
+    except (HaError, OSError, ValueError):
+        return {}
+    return dict((pid, int(p["epoch"])) for pid, p in record["promotions"].items()
+                if isinstance(p, dict) and p.get("host") == me)
+
+
+def last_view(ha):
+    """The primaries this host's HA loop last heard of from etcd, fresh or not ({} when it knows none): the
+    state file, or the copy a fence kept of it."""
+    best, mtime = {}, -1.0
+    for path in (ha["state"], ha["state"] + ".last"):
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+                when = os.fstat(f.fileno()).st_mtime
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("primary"), dict) and when > mtime:
+            best, mtime = doc["primary"], when
+    return best
+
+
 def overlay(plan, ha, wait=0.0, peers_wait=0.0):
     """The plan with etcd's primaries and epochs (sender's view). Without a fresh state (waited for up to
     ``wait`` seconds, e.g. just after the HA loop started) nothing is primary here: a host that does not know
@@ -119,28 +177,48 @@ def overlay(plan, ha, wait=0.0, peers_wait=0.0):
     given to every peer to take its lease first (a converge starts all HA loops at about the same time)."""
     start = time.monotonic()
     doc = read_state(ha)
+    offline = offline_mine(ha, plan["host"]) if doc is None else {}
     while time.monotonic() - start < max(wait, peers_wait):
         fresh = doc is not None
         if fresh and (time.monotonic() - start >= peers_wait or set(plan["hosts"]) <= set(doc.get("alive") or [])):
             break
-        if not fresh and time.monotonic() - start >= wait:
-            break
+        if not fresh and (offline or time.monotonic() - start >= wait):
+            break  # (promoted offline: no confirmation is coming while etcd has no quorum)
         time.sleep(0.5)
         doc = read_state(ha)
     projects = {}
     index = dict((h, i) for i, h in enumerate(plan["hosts"]))
+    offline = offline_mine(ha, plan["host"]) if doc is None else {}  # (confirmed meanwhile: etcd decides)
     for pid, entry in plan["projects"].items():
         known = (doc or {}).get("primary", {}).get(pid)
         entry = dict(entry)
-        if known and known["host"] in index:
+        if pid in offline and plan["host"] in index:  # promoted here by an operator without etcd's quorum
+            entry["primary"], entry["epoch"] = index[plan["host"]], offline[pid]
+        elif known and known["host"] in index:
             entry["primary"], entry["epoch"] = index[known["host"]], known["epoch"]
         elif plan["hosts"][entry["primary"]] == plan["host"]:
             entry["primary"] = next((i for i in entry["ring"] if plan["hosts"][i] != plan["host"]), entry["primary"])
             if plan["hosts"][entry["primary"]] == plan["host"]:
                 continue
         projects[pid] = entry
-    return dict(plan, projects=projects, ha_fresh=doc is not None,
-                ha_down=sorted(set(plan["hosts"]) - set((doc or {}).get("alive") or plan["hosts"])))
+    down = set(plan["hosts"]) - set((doc or {}).get("alive") or plan["hosts"])
+    if offline:
+        try:
+            down |= set(read_record(ha)["dead"])
+        except (HaError, OSError, ValueError):
+            pass
+    return dict(plan, projects=projects, ha_fresh=doc is not None, ha_down=sorted(down),
+                ha_offline=sorted(p for p in offline if p in projects))
+
+
+def plan_copies(plan):
+    """{pid: [hosts holding a copy, the plan's primary first]} of the host plan."""
+    names, out = plan["hosts"], {}
+    for pid, entry in plan["projects"].items():
+        _primary, out[pid] = host_plan.copies(
+            [names[i] for i in entry["ring"]],
+            {"primary": names[entry["primary"]], "extra": [names[i] for i in entry.get("extra") or []]})
+    return out
 
 
 class Loop:
@@ -253,13 +331,19 @@ class Loop:
         ``processes=False`` (the unit's ExecStopPost): only the zfs part, no systemctl call, which would wait
         on the systemd job that runs it; the next loop's start syncs the slices."""
         self.fenced = True
-        try:
-            os.unlink(self.ha["state"])
+        try:  # kept aside, for ha-survey (what this host last heard of etcd), never read by the sender
+            os.replace(self.ha["state"], self.ha["state"] + ".last")
         except FileNotFoundError:
             pass
+        # the copies an operator promoted here without etcd's quorum stay writable until etcd has them
+        try:
+            kept = set("%s/%s" % (self.root, pid) for pid in offline_mine(self.ha, self.plan()["host"]))
+        except (HaError, host_plan.PlanError, OSError, ValueError):
+            kept = set()
         # the copies etcd last named this host primary of first, in one command (no listing before it), then
         # one listing and one zfs set for any other writable copy: the window after a freeze must be short
-        first = ["%s/%s" % (self.root, pid) for pid in sorted(self.primaries)]
+        first = ["%s/%s" % (self.root, pid) for pid in sorted(self.primaries)
+                 if "%s/%s" % (self.root, pid) not in kept]
         if first:
             repl.run(["zfs", "set", "readonly=on", "%s=lease" % FENCED_PROP] + first, check=False)
         p = repl.run(["zfs", "list", "-H", "-o", "name,readonly", "-d", "1", "-t", "filesystem", self.root], check=False)
@@ -269,7 +353,7 @@ class Loop:
             mine = None  # no readable plan: every writable child (better too many read-only than two writers)
         done = sorted(line.split("\t")[0] for line in p.stdout.splitlines()
                       if line.endswith("\toff") and line.split("\t")[0] != self.root
-                      and (mine is None or line.split("\t")[0] in mine))
+                      and (mine is None or line.split("\t")[0] in mine) and line.split("\t")[0] not in kept)
         if done:
             p = repl.run(["zfs", "set", "readonly=on", "%s=lease" % FENCED_PROP] + done, check=False)
             if p.returncode != 0:
@@ -283,7 +367,8 @@ class Loop:
                 repl.run([stopper, "stop", ds.rsplit("/", 1)[1]], check=False)
         self.fenced, self.doc = True, None
         limits = repl.sync_limits(self.cfg) if fenced and processes else None
-        self.log("fenced", reason=reason, datasets=fenced, **({"limits": limits} if limits else {}))
+        self.log("fenced", reason=reason, datasets=fenced, **({"limits": limits} if limits else {}),
+                 **({"kept_offline": sorted(kept)} if kept else {}))
 
     def step(self):
         plan = self.plan()
@@ -299,7 +384,7 @@ class Loop:
         # Nothing changed in etcd or in the plan, no election running, checked the datasets lately: only the
         # confirmation is renewed (the pass costs one range and a touch of the state file, no zfs command).
         state = failover.parse_state(kvs, self.ha["prefix"])
-        seen = (self._digest(plan, state), plan.get("_mtime"))
+        seen = (self._digest(plan, state), plan.get("_mtime"), self._record_mtime())
         if self.doc is not None and seen == self.seen and not self.fenced and not self.elections \
                 and now - self.checked < self.ha["recheck_every"]:
             if not confirm_state(self.ha["state"]):
@@ -310,6 +395,12 @@ class Loop:
                 return
             self.apply(plan, state)
         self.seen, self.checked = seen, now
+
+    def _record_mtime(self):
+        try:
+            return os.stat(self.ha["offline"]).st_mtime
+        except FileNotFoundError:
+            return None
 
     @staticmethod
     def _digest(plan, state):
@@ -326,13 +417,9 @@ class Loop:
         """Act on etcd's state with a fresh lease. The keepalive thread may fence meanwhile: then nothing is
         made writable for the rest of this pass (``self.fenced``)."""
         self.fenced = False
-        me, names = plan["host"], plan["hosts"]
-        projects, datasets = {}, {}
-        for pid, entry in plan["projects"].items():
-            _primary, projects[pid] = host_plan.copies(
-                [names[i] for i in entry["ring"]],
-                {"primary": names[entry["primary"]], "extra": [names[i] for i in entry.get("extra") or []]})
-            datasets[pid] = "%s/%s" % (self.root, pid)
+        me = plan["host"]
+        projects = plan_copies(plan)
+        datasets = dict((pid, "%s/%s" % (self.root, pid)) for pid in projects)
         have = self._datasets()
         # snapshots only of the projects in an election (one listing): how far each of my copies goes
         voting = sorted(datasets[p] for p in state["primary"]
@@ -344,8 +431,9 @@ class Loop:
             local[pid] = newest and {"name": newest["name"], "guid": newest["guid"], "creation": newest["creation"]}
         primary, claimed, candidates, demote = {}, [], [], []
         k = failover.keys(self.ha["prefix"])
+        held = self.reconcile(plan, state, datasets, have)
         for action, pid, info in failover.decide(me, projects, state, local, self._waited(state),
-                                                 self.ha["collect_seconds"]):
+                                                 self.ha["collect_seconds"], held):
             ds = datasets[pid]
             if action == "bootstrap":
                 epoch = max(plan["projects"][pid]["epoch"], have.get(ds, {}).get("epoch", 0))
@@ -390,6 +478,44 @@ class Loop:
             limits = repl.sync_limits(self.cfg)
             if limits:
                 self.log("limits", **limits)
+
+    def reconcile(self, plan, state, datasets, have):
+        """Offline promotions (failover.yml without etcd's quorum) meet etcd again: the hosts the operator
+        confirmed dead are declared, each recorded primary is written by CAS where etcd still has an older
+        epoch; a project etcd moved elsewhere meanwhile stays etcd's (a copy promoted here becomes a replica:
+        its tail is kept aside by the next send). Reconciled projects leave the record (and go to its history
+        file). Returns the projects still held from elections."""
+        try:
+            record = read_record(self.ha)
+        except (HaError, OSError, ValueError) as exc:
+            self.log("error", error="offline record: %s" % str(exc)[:300])
+            return set()
+        if not record["promotions"] and not record["dead"]:
+            return set()
+        k, now, history, before = failover.keys(self.ha["prefix"]), round(time.time(), 3), [], len(record["dead"])
+        for action, key, info in failover.reconcile(record, state):
+            if action == "declare":
+                declare_dead(self.client, self.ha, [key], state, plan["host"], self.out)
+                record["dead"] = [h for h in record["dead"] if h != key]
+                self.log("offline-declared", host=key)
+            elif action == "swap":
+                doc = {"host": info["host"], "epoch": info["epoch"], "over": info["over"], "lease": info["lease"],
+                       "offline": True}
+                if self.client.swap(k["primary"] + key, json.dumps(doc, sort_keys=True), info["revision"]):
+                    self.log("offline-reconciled", project=key, host=info["host"], epoch=info["epoch"])
+            elif action in ("done", "overruled"):
+                rec = record["promotions"].pop(key)
+                history.append(dict(rec, project=key, result=action, now=info["host"], now_epoch=info["epoch"], t=now))
+                if action == "overruled":
+                    self.log("offline-overruled", project=key, recorded=rec, etcd={"host": info["host"],
+                                                                                   "epoch": info["epoch"]})
+                    if rec["host"] == plan["host"] and key in datasets and datasets[key] in have:
+                        self._demote([datasets[key]], state)
+        if history or len(record["dead"]) < before:
+            write_record(self.ha, record, history)
+            if not record["promotions"] and not record["dead"]:
+                os.unlink(self.ha["offline"])  # all reconciled (the history file keeps what was done)
+        return failover.pending(record, state)
 
     def _datasets(self):
         """{dataset: {readonly, role, epoch}} of every project copy here, in one zfs list (no snapshots)."""
@@ -528,7 +654,11 @@ def cmd_ha_status(cfg):
     """This host's view: its state file and etcd's primaries of its projects."""
     ha = ha_config(cfg)
     doc = read_state(ha)
-    out = {"enabled": ha["enabled"], "fresh": doc is not None, "state": doc}
+    try:
+        record = read_record(ha)
+    except (HaError, OSError, ValueError) as exc:
+        record = {"error": str(exc)[:300]}
+    out = {"enabled": ha["enabled"], "fresh": doc is not None, "state": doc, "offline": record}
     if ha["enabled"]:
         try:
             kvs, rev = client_for(ha).range(ha["prefix"])
@@ -647,6 +777,108 @@ def follow_moves(client, ha, moves, dead, wait, out):
             break
         time.sleep(1)
     return [moved[p] for p in sorted(moved)], left
+
+
+def etcd_answers(ha):
+    """(True, None) when a linearizable read succeeds from here (etcd has quorum), else (False, why)."""
+    try:
+        client_for(ha).range(failover.keys(ha["prefix"])["dead"])
+        return True, None
+    except etcd_v3.EtcdError as exc:
+        return False, str(exc)[:300]
+
+
+def cmd_ha_survey(cfg):
+    """failover.yml without etcd's quorum, on every live host (changes nothing): whether etcd answers from
+    here, and for each project copy here how far it goes (newest snapshot), its epoch and role, the plan's
+    order of copies and the primary this host last heard of (its HA loop's last view, or its own copy when
+    that is still marked primary)."""
+    ha = ha_config(cfg)
+    if not ha["enabled"]:
+        raise HaError("ha.enabled is false in the agent config: there is no failover to plan; nothing changed")
+    loop = Loop(cfg, ha, None, None)
+    plan = loop.plan()
+    me, copies, view = plan["host"], plan_copies(plan), last_view(ha)
+    names = ["%s/%s" % (loop.root, pid) for pid in sorted(copies)]
+    found = repl.listing(loop.root, names)
+    ok, why = etcd_answers(ha)
+    projects = {}
+    for pid in sorted(copies):
+        copy = found.get("%s/%s" % (loop.root, pid))
+        if copy is None:
+            continue
+        newest = repl.replication_plan.newest(copy["snapshots"])
+        known = view.get(pid) if isinstance(view.get(pid), dict) else None
+        if copy["role"] == "primary" and (known is None or int(known.get("epoch") or 0) < copy["epoch"]):
+            known = {"host": me, "epoch": copy["epoch"]}
+        projects[pid] = {"newest": newest and {"name": newest["name"], "guid": newest["guid"],
+                                               "creation": newest["creation"]},
+                         "epoch": copy["epoch"], "role": copy["role"], "readonly": copy["readonly"],
+                         "copies": copies[pid], "known": known and {"host": str(known["host"]),
+                                                                    "epoch": int(known["epoch"])}}
+    return {"host": me, "etcd": "ok" if ok else "unavailable", "error": why, "projects": projects,
+            "record": read_record(ha)}
+
+
+def promotion_errors(moves, dead, confirm, me, check=False):
+    """Why an offline promotion request must not run, as sentences (empty: it may; a check needs no
+    confirmation)."""
+    errors = failover_errors(dead, confirm, (), me, check)
+    if not dead:
+        errors.append("dead: name the hosts declared dead (an offline promotion needs them)")
+    if not isinstance(moves, list):
+        return errors + ["moves must be a list of {project, from, to, epoch}"]
+    for i, move in enumerate(moves):
+        if not isinstance(move, dict):
+            errors.append("moves[%d] is not a mapping" % i)
+            continue
+        if not isinstance(move.get("project"), str) or not repl.CHILD_RE.match(move["project"]) \
+                or move["project"] in (".", ".."):
+            errors.append("moves[%d].project: %r is not a project id" % (i, move.get("project")))
+        for field in ("from", "to"):
+            if not isinstance(move.get(field), str) or not HOST_RE.fullmatch(move[field]):
+                errors.append("moves[%d].%s: %r is not a host name" % (i, field, move.get(field)))
+        if move.get("to") in dead:
+            errors.append("moves[%d].to: %s is declared dead" % (i, move.get("to")))
+        epoch = move.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+            errors.append("moves[%d].epoch: %r is not a whole number >= 1" % (i, epoch))
+    return errors
+
+
+def cmd_ha_promote_offline(cfg, moves, dead=(), confirm=(), check=False):
+    """failover.yml without etcd's quorum, on every live host: record the operator's decision (``moves`` from
+    failover.offline_promotions, ``dead`` hosts each also in ``confirm``) durably, then make the copies it
+    names this host for writable at their new epochs. Refused while etcd answers from here (then etcd decides).
+    The HA loop keeps those copies writable and holds their elections until it has written them to etcd."""
+    ha = ha_config(cfg)
+    if not ha["enabled"]:
+        raise HaError("ha.enabled is false in the agent config: there is no failover to force; nothing changed")
+    loop = Loop(cfg, ha, None, None)
+    plan = loop.plan()
+    me, dead, confirm = plan["host"], sorted(set(dead)), sorted(set(confirm))
+    errors = promotion_errors(moves, dead, confirm, me, check)
+    if errors:
+        raise HaError("; ".join(errors) + ". Nothing was changed.")
+    ok, _why = etcd_answers(ha)
+    if ok:
+        raise HaError("etcd answers from %s: it decides who is primary (run failover.yml with etcd's quorum); "
+                      "no offline promotion; nothing changed" % me)
+    mine = [m for m in moves if m["to"] == me]
+    found = repl.listing(loop.root, ["%s/%s" % (loop.root, m["project"]) for m in mine])
+    missing = [m["project"] for m in mine if "%s/%s" % (loop.root, m["project"]) not in found]
+    if missing:
+        raise HaError("%s holds no copy of %s: survey again; nothing changed" % (me, ", ".join(missing)))
+    report = {"host": me, "check": bool(check), "recorded": len(moves), "dead": dead,
+              "promoted": [{"project": m["project"], "epoch": m["epoch"], "over": m["from"]} for m in mine]}
+    if check:
+        return report
+    write_record(ha, failover.merge_record(read_record(ha), moves, dead, round(time.time(), 3)))
+    for move in mine:  # after the record: the HA loop's fence leaves these alone from now on
+        repl.make_primary("%s/%s" % (loop.root, move["project"]), move["epoch"])
+    if mine:
+        repl.sync_limits(cfg, report)
+    return report
 
 
 def take_over(cfg, pid, me, epoch):

@@ -712,7 +712,9 @@ def cmd_replicate(cfg, args, report):
     if plan is None:
         report["errors"].append("no plan at %s: nothing to replicate" % cfg["replication"]["plan"])
         return
-    if plan.get("ha_fresh") is False:
+    if plan.get("ha_offline"):
+        report["ha_offline"] = plan["ha_offline"]  # promoted here by an operator while etcd has no quorum
+    elif plan.get("ha_fresh") is False:
         report["errors"].append("HA: etcd has not confirmed this host's primaries lately (smc-ha.service down, "
                                 "etcd unreachable or fenced): sending nothing; see smc-zfs-agent ha-status")
     if args.dry_run:

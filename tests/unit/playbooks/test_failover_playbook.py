@@ -40,4 +40,5 @@ def test_a_check_needs_no_confirmation_and_goes_on_to_the_runner(tmp_path):
     out = run(tmp_path, {"failover_hosts": ["s1"]}, check=True)
     text = out.stdout + out.stderr
     assert "confirm_dead must name" not in text
-    assert "Declare the hosts dead (with --check, show what would move) s1" in text and "s2" in text  # it reached the runner (unreachable here)
+    # it reached the runner (unreachable here), whose first step asks etcd whether it has quorum
+    assert "Ask whether etcd answers with quorum from s2" in text and "UNREACHABLE" in text

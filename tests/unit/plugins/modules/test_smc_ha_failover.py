@@ -28,13 +28,19 @@ def cfg_for(tmp_path, etcd):
                    "prefix": PREFIX}}
 
 
-def lab_state(etcd):
-    """Hosts a and b hold leases; a is primary of p and q, b of r."""
+def leased(etcd, hosts):
+    """A client of ``etcd``, and {host: lease} of ``hosts``, each holding its host key under a 60 s lease."""
     client = etcd_v3.Client([etcd.url])
     leases = {}
-    for host in ("a", "b"):
+    for host in hosts:
         leases[host] = client.grant(60)
         client.put(PREFIX + "hosts/" + host, "{}", lease=leases[host])
+    return client, leases
+
+
+def lab_state(etcd):
+    """Hosts a and b hold leases; a is primary of p and q, b of r."""
+    client, leases = leased(etcd, ("a", "b"))
     for pid, host in (("p", "a"), ("q", "a"), ("r", "b")):
         client.put(PREFIX + "primary/" + pid, json.dumps({"host": host, "epoch": 3, "lease": leases[host]}))
     return client, leases
