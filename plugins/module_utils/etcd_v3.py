@@ -219,6 +219,12 @@ class Client:
             out[_text(kv["key"])] = (_text(kv.get("value")), int(kv.get("mod_revision") or 0), int(kv.get("lease") or 0))
         return out, int((answer.get("header") or {}).get("revision") or 0)
 
+    def revision(self, key):
+        """The store's revision, by a linearizable read of one key that returns no value (cheap at any size):
+        equal to the revision of an earlier read, it says that no key anywhere changed since."""
+        answer = self.call("kv/range", {"key": _b64(key), "count_only": True})
+        return int((answer.get("header") or {}).get("revision") or 0)
+
     @staticmethod
     def _put_op(key, value, lease=0):
         body = {"key": _b64(key), "value": _b64(value)}

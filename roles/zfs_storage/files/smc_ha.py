@@ -8,7 +8,12 @@ the main loop then reads them in one range and acts on failover.decide(): bootst
 keep the local copy writable exactly when etcd names this host its primary, publish a candidate when a
 primary's lease is gone, claim by compare-and-swap when this copy wins, then send to the others at once. It
 also reads them every ``range_every`` seconds when nothing changes (the watch may miss a change while it
-reconnects), and every ``tick`` seconds while an election runs, the watch is down or the host is fenced.
+reconnects), and every ``tick`` seconds while an election runs, the watch is down or the host is fenced. A
+quiet pass first reads etcd's revision (one key, no value): when it is the last full read's, no key anywhere
+changed, and that counts as a full read at the cost of one key.
+
+Offline promotions (failover.yml without etcd's quorum; ``ha.offline``, a durable record) keep their copies
+writable through fences and hold their projects' elections until the loop has written them to etcd by CAS.
 
 Fencing comes first: when no renewal succeeded for ``fence_after`` seconds (monotonic clock), every dataset
 this host was primary of goes read-only (marked ``smc:fenced=lease``) and the state file that lets the sender
@@ -237,6 +242,7 @@ class Loop:
         self.primaries = {}  # pid -> epoch etcd named me primary at (last known)
         self.sender = None
         self.doc, self.seen, self.checked, self._plan = None, None, 0.0, None  # the last state written, what it was made from, when
+        self.revision = 0  # etcd's revision at the last full read
 
     def log(self, event, **fields):
         fields.update(event=event, t=round(time.time(), 3))
@@ -375,8 +381,19 @@ class Loop:
         now = time.monotonic()
         if self.lease is None or not self.lease_fresh():
             return  # the keepalive thread has no fresh lease: nothing may be decided (it fences when due)
+        same_files = self.seen is not None and self.seen[1:] == (plan.get("_mtime"), self._record_mtime())
+        quiet = self.doc is not None and same_files and not self.fenced and not self.elections \
+            and now - self.checked < self.ha["recheck_every"]
+        mine = failover.keys(self.ha["prefix"])["hosts"] + plan["host"]
         try:
-            kvs, _rev = self.client.range(self.ha["prefix"])
+            if quiet and self.revision and self.client.revision(mine) == self.revision:
+                # no key anywhere in etcd changed since the last full read: the same state, read again at the
+                # cost of one key (a full read of a million projects' keys every few seconds is not free)
+                self.ranged = now
+                if not confirm_state(self.ha["state"]):
+                    self.doc = None
+                return
+            kvs, self.revision = self.client.range(self.ha["prefix"])
         except etcd_v3.EtcdError as exc:
             self.log("error", error="range: %s" % str(exc)[:300])
             return

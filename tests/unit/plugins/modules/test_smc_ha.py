@@ -4,6 +4,7 @@ watch of etcd (a real member on 127.0.0.1) wakes the loop on a change and says w
 import io
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -133,3 +134,41 @@ def test_a_switchover_note_renews_the_state_and_keeps_its_time_in_the_mtime_only
     assert "confirmed" not in written
     assert written["primary"] == {"q": {"host": "b", "epoch": 1}, "p": {"host": "a", "epoch": 3}}
     assert time.time() - smc_ha.read_state(loop.ha)["confirmed"] < 2
+
+
+class CountingClient(etcd_v3.Client):
+    """A real client that counts its full reads."""
+    ranges = 0
+
+    def range(self, prefix):
+        self.ranges += 1
+        return super().range(prefix)
+
+
+def test_a_quiet_pass_reads_one_key_and_a_full_read_follows_any_change(tmp_path, monkeypatch):
+    server = LocalEtcd(tmp_path / "etcd").start()
+    try:
+        plan = {"format": 1, "host": "b", "hosts": ["a", "b"], "addresses": ["10.88.0.1", "10.88.0.2"],
+                "projects": {"p": {"ring": [0, 1], "primary": 1, "epoch": 2}}}
+        (tmp_path / "plan.json").write_text(json.dumps(plan))
+        loop = loop_for(tmp_path, endpoints=(server.url,))
+        loop.client = CountingClient([server.url])
+        loop.lease = loop.client.grant(60)
+        loop.last_renew = time.monotonic()
+        loop.client.put("/smc/hosts/b", "{}", lease=loop.lease)
+        loop.client.put("/smc/primary/p", json.dumps({"host": "b", "epoch": 2, "lease": loop.lease}))
+        # no zfs here: the dataset listing is empty, and nothing else runs zfs for a serving primary
+        monkeypatch.setattr(smc_ha.repl, "run", lambda args, check=True: subprocess.CompletedProcess(args, 0, "", ""))
+        loop.step()
+        assert loop.client.ranges == 1 and smc_ha.read_state(loop.ha)["primary"]["p"]["host"] == "b"
+        age(loop.ha["state"], 5)
+        loop.step()  # nothing changed anywhere: one key read, the state confirmed
+        assert loop.client.ranges == 1 and time.time() - os.stat(loop.ha["state"]).st_mtime < 2
+        loop.client.put("/elsewhere", "x")  # any write moves etcd's revision: the next pass reads everything
+        loop.step()
+        assert loop.client.ranges == 2
+        loop.checked -= loop.ha["recheck_every"]  # and so does a due recheck, revision or not
+        loop.step()
+        assert loop.client.ranges == 3
+    finally:
+        server.stop()

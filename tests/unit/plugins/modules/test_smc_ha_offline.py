@@ -88,9 +88,9 @@ def test_check_validates_and_writes_nothing(tmp_path, zfs):
 def test_the_record_is_durable_before_the_copy_turns_writable(tmp_path, zfs, monkeypatch):
     cfg = cfg_for(tmp_path)
     seen = []
+    record = tmp_path / "lib" / "offline.json"
     monkeypatch.setattr(smc_ha.repl, "make_primary",
-                        lambda ds, epoch: seen.append((ds, epoch, json.loads((tmp_path / "lib" / "offline.json")
-                                                                              .read_text()))))
+                        lambda ds, epoch: seen.append((ds, epoch, json.loads(record.read_text()))))
     report = smc_ha.cmd_ha_promote_offline(cfg, [MOVE], ["a"], ["a"])
     assert report["promoted"] == [{"project": "p", "epoch": 4, "over": "a"}]
     assert seen[0][:2] == (DS, 4) and seen[0][2]["promotions"]["p"]["host"] == "b" and seen[0][2]["dead"] == ["a"]
@@ -167,8 +167,8 @@ def test_etcd_back_the_loop_declares_the_dead_and_swaps_the_recorded_primary_in(
     assert [(h["project"], h["result"], h["now"], h["now_epoch"]) for h in history] == [("p", "done", "b", 4)]
 
 
-def test_etcd_moved_the_project_meanwhile_etcd_wins_and_the_recorded_copy_is_demoted(tmp_path, etcd, zfs,
-                                                                                    monkeypatch):
+def test_etcd_moved_the_project_meanwhile_etcd_wins_and_the_recorded_copy_is_demoted(
+        tmp_path, etcd, zfs, monkeypatch):
     cfg = cfg_for(tmp_path)
     smc_ha.write_record(smc_ha.ha_config(cfg), smc_ha.failover.merge_record(None, [MOVE], ["a"], 1.0))
     cfg["ha"]["endpoints"] = [etcd.url]
