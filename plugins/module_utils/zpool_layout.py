@@ -20,9 +20,10 @@ KINDS = ("stripe", "mirror", "raidz1", "raidz2", "raidz3")
 _MIN_DEVICES = {"mirror": 2, "raidz1": 2, "raidz2": 3, "raidz3": 4}
 _GROUP_RE = re.compile(r"(mirror|raidz[123]|draid\S*|spare|replacing)-\d+\Z")
 _SECTIONS = {"logs": "log", "cache": "cache", "spares": "spares", "special": "special", "dedup": "dedup"}
-# A partition (any number) of a whole disk: /dev/vdb3, /dev/nvme0n1p2, or a by-id link ending in -partN.
+# A partition (any number) of a whole disk: /dev/vdb3, /dev/nvme0n1p2, /dev/nbd0p1, or a by-id link ending in
+# -partN.
 _PART_RES = (re.compile(r"(/dev/(?:[shv]d[a-z]+|xvd[a-z]+))([1-9]\d*)\Z"),
-             re.compile(r"(/dev/(?:nvme\d+n\d+|mmcblk\d+|loop\d+))p([1-9]\d*)\Z"))
+             re.compile(r"(/dev/(?:nvme\d+n\d+|mmcblk\d+|loop\d+|nbd\d+|rbd\d+|zd\d+|md\d+))p([1-9]\d*)\Z"))
 _BYID_PART_RE = re.compile(r"(/.+)-part([1-9]\d*)\Z")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
