@@ -510,9 +510,15 @@ class Loop:
         if not record["promotions"] and not record["dead"]:
             return set()
         k, now, history, before = failover.keys(self.ha["prefix"]), round(time.time(), 3), [], len(record["dead"])
-        for action, key, info in failover.reconcile(record, state):
+        actions = failover.reconcile(record, state)
+        record["dead"] = [h for h in record["dead"] if h not in state["dead"]]  # (declared by another host)
+        for action, key, info in actions:
             if action == "declare":
-                declare_dead(self.client, self.ha, [key], state, plan["host"], self.out)
+                try:
+                    declare_dead(self.client, self.ha, [key], state, plan["host"], self.out)
+                except etcd_v3.EtcdError as exc:  # (another host's loop revoked that lease first: its declaration
+                    self.log("error", error="offline declare %s: %s" % (key, str(exc)[:200]))  # shows next pass)
+                    continue
                 record["dead"] = [h for h in record["dead"] if h != key]
                 self.log("offline-declared", host=key)
             elif action == "swap":

@@ -193,3 +193,14 @@ def test_the_survey_reports_each_copy_and_the_last_view_kept_by_a_fence(tmp_path
     assert report["projects"]["p"] == {"newest": {"name": "smc_1", "guid": 7, "creation": 100}, "epoch": 3,
                                        "role": "replica", "readonly": True, "copies": ["a", "b", "c"],
                                        "known": {"host": "a", "epoch": 3}}
+
+
+def test_a_host_another_loop_declared_leaves_the_record(tmp_path, etcd, zfs):
+    cfg = cfg_for(tmp_path)
+    smc_ha.write_record(smc_ha.ha_config(cfg), smc_ha.failover.merge_record(None, [], ["a"], 1.0))
+    cfg["ha"]["endpoints"] = [etcd.url]
+    client, _leases = leased(etcd, ("b",))
+    client.put(PREFIX + "dead/a", "{}")
+    loop = smc_ha.Loop(cfg, smc_ha.ha_config(cfg), client, client, out=open(tmp_path / "log", "w", encoding="utf-8"))
+    assert reconcile_once(loop, client) == set()
+    assert not (tmp_path / "lib" / "offline.json").exists()
