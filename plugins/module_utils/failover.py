@@ -126,12 +126,14 @@ def decide(me, projects, state, local, waited, collect_seconds, held=()):
 
     ``projects``: {pid: [copies, plan primary first]} (host names); ``state``: parse_state(); ``local``: {pid:
     newest snapshot of my copy or None}; ``waited``: {pid: seconds since I first saw its election}; ``held``:
-    projects with an offline promotion not yet written to etcd (``pending``): they hold no election."""
+    projects with an offline promotion that etcd does not have yet (``pending``: etcd's epoch is lower): they
+    hold no election and change no copy, even while etcd still names a primary at the lower epoch with a live
+    lease (its lease outlived the quorum loss: etcd renews every lease when a new leader is elected)."""
     out = []
     declared = state.get("dead") or {}
     for pid, copies in sorted(projects.items()):
         current = state["primary"].get(pid)
-        if pid in held and not serving(state, pid):
+        if pid in held:  # (even while etcd names a primary at a lower epoch with a live lease: the record is newer)
             out.append(("wait", pid, {"reason": "an offline promotion of this project waits to be written to etcd"}))
             continue
         if me in declared:  # an operator declared this host dead: it serves nothing and takes no part

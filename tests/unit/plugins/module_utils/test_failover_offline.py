@@ -115,6 +115,12 @@ def test_a_held_project_holds_no_election():
     assert failover.decide("c", {"p": COPIES}, now, {"p": snap(100)}, {"p": 99}, 4)[0][0] == "candidate"
 
 
-def test_a_held_project_that_etcd_serves_is_not_held():
-    now = state(alive=["b", "c"], primary={"p": ("b", 4, 41, 70)})
-    assert failover.decide("c", {"p": COPIES}, now, {}, {}, 4, held={"p"})[0][0] == "replica"
+def test_a_held_project_stays_held_while_etcd_still_serves_the_old_primary():
+    """After the quorum returns, etcd renews every lease: the dead host's old key looks served until the
+    reconcile's declaration revokes it. The recorded primary must not demote itself meanwhile."""
+    record = {"dead": ["a"], "promotions": {"p": {"host": "b", "epoch": 4, "over": "a"}}}
+    now = state(alive=["a", "b", "c"], primary={"p": ("a", 3, 41, 70)})
+    held = failover.pending(record, now)
+    assert held == {"p"}
+    assert failover.decide("b", {"p": COPIES}, now, {}, {}, 4, held=held)[0][0] == "wait"
+    assert failover.decide("b", {"p": COPIES}, now, {}, {}, 4)[0][0] == "replica"  # what happened without it
