@@ -149,12 +149,14 @@ def _validate_units(p, written, errors):
             errors.append("%s.state: %r is not started or stopped" % (where, u.get("state")))
         if u.get("enabled") not in (None, True, False):
             errors.append("%s.enabled: %r is not true or false" % (where, u.get("enabled")))
-        for j, path in enumerate(u.get("restart_on_change") or []):
-            if path not in written:
-                errors.append("%s.restart_on_change[%d]: %r is not a path this call writes; list it under "
-                              "files, blocks or module_parameters.conf" % (where, j, path))
+        for key in ("restart_on_change", "reload_on_change"):
+            for j, path in enumerate(u.get(key) or []):
+                if path not in written:
+                    errors.append("%s.%s[%d]: %r is not a path this call writes; list it under files, blocks or "
+                                  "module_parameters.conf" % (where, key, j, path))
         units.append(dict(name=u.get("name"), enabled=u.get("enabled"), state=u.get("state"),
-                          restart=bool(u.get("restart")), restart_on_change=list(u.get("restart_on_change") or [])))
+                          restart=bool(u.get("restart")), restart_on_change=list(u.get("restart_on_change") or []),
+                          reload_on_change=list(u.get("reload_on_change") or [])))
     _unique("units", [u["name"] for u in units], errors)
     return units
 
@@ -425,9 +427,11 @@ def _same_value(current, want):
 
 
 def plan_units(units, state, written=(), packages_pending=False):
-    """{name: [actions]} in order (enable, disable, start, stop, restart) from ``state`` (parse_units output).
+    """{name: [actions]} in order (enable, disable, start, stop, restart or reload) from ``state``
+    (parse_units output).
 
-    ``written``: paths this call changes (restart_on_change); a unit that is not found, or masked, and
+    ``written``: paths this call changes (restart_on_change; reload_on_change: a running unit is reloaded
+    when only those changed, restarted when a restart is due as well); a unit that is not found, or masked, and
     would have to be enabled or started stops the call, unless its file is among ``written`` or packages
     are still to be installed (they may bring it)."""
     out, changed = {}, set(written)
@@ -443,8 +447,12 @@ def plan_units(units, state, written=(), packages_pending=False):
         if u["state"] == "stopped" and props.get("ActiveState") in RUNNING_STATES + ("deactivating",):
             actions.append("stop")
         wants_restart = u["restart"] or any(p in changed for p in u["restart_on_change"])
+        wants_reload = any(p in changed for p in u.get("reload_on_change") or [])
         if wants_restart and u["state"] != "stopped" and "start" not in actions:
             actions.append("restart")
+        elif wants_reload and u["state"] != "stopped" and "start" not in actions \
+                and props.get("ActiveState") in RUNNING_STATES:
+            actions.append("reload")
         if actions and set(actions) & {"enable", "start", "restart"}:
             _check_unit_usable(u["name"], props, written, packages_pending)
         if actions:

@@ -171,6 +171,15 @@ options:
         type: list
         elements: str
         default: []
+      reload_on_change:
+        description:
+          - Paths of this call whose change reloads the running unit (C(systemctl reload)) instead, for a
+            service that takes new code or configuration without a restart.
+          - A restart due as well (O(units[].restart), O(units[].restart_on_change)) wins; a unit that is not
+            running is started, not reloaded.
+        type: list
+        elements: str
+        default: []
 notes:
   - Debian-family hosts with systemd.
 seealso:
@@ -248,7 +257,7 @@ daemon_reload:
   returned: always
   type: bool
 units:
-  description: Unit name to the actions taken (enable, disable, start, stop, restart).
+  description: Unit name to the actions taken (enable, disable, start, stop, restart, reload).
   returned: always
   type: dict
   sample: {"smc-zfs-agent.timer": ["enable", "start"]}
@@ -291,7 +300,8 @@ ARGUMENT_SPEC = dict(
     units=dict(_DICT, options=dict(
         name=dict(type="str", required=True), enabled=dict(type="bool"),
         state=dict(type="str", choices=["started", "stopped"]), restart=dict(type="bool", default=False),
-        restart_on_change=dict(type="list", elements="str", default=[]))),
+        restart_on_change=dict(type="list", elements="str", default=[]),
+        reload_on_change=dict(type="list", elements="str", default=[]))),
 )
 
 

@@ -30,6 +30,7 @@ the watch runs, no change waits for the main loop, and the last full read is you
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,8 @@ import smc_replication as repl
 
 FENCED_PROP = "smc:fenced"
 HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")  # a storage host's inventory name
+RENEWED_ENV = "SMC_HA_RENEWED"  # a reload's handover: when (CLOCK_MONOTONIC, the same in every process) the
+# old code last renewed the lease it hands over
 HA_DEFAULTS = {
     "enabled": False,
     "endpoints": [],
@@ -216,6 +219,14 @@ def overlay(plan, ha, wait=0.0, peers_wait=0.0):
                 ha_offline=sorted(p for p in offline if p in projects))
 
 
+def watchdog_command(delay, marker, agent):
+    """A reload's watchdog: after ``delay`` seconds, ``agent ha-fence`` unless ``marker`` is gone (the new code
+    removes it at its first renewal). The outer shell returns at once; the watchdog is orphaned to init and
+    nothing waits for it."""
+    return ["/bin/sh", "-c", '(sleep "$1"; [ -e "$2" ] && exec "$3" ha-fence) </dev/null >/dev/null 2>&1 &',
+            "watchdog", "%.1f" % delay, marker, agent]
+
+
 def plan_copies(plan):
     """{pid: [hosts holding a copy, the plan's primary first]} of the host plan."""
     names, out = plan["hosts"], {}
@@ -296,14 +307,41 @@ class Loop:
             pass
         return None
 
-    def keep_lease(self, me):
-        """The keepalive thread: renews every renew_every seconds whatever the main loop is doing, and fences
-        this host once no renewal succeeded for fence_after seconds (before the lease can expire at etcd)."""
+    def _handed_over(self):
+        """The monotonic time the old code last renewed, when this process is a reload's new code; else None."""
+        value = os.environ.pop(RENEWED_ENV, None)
+        try:
+            renewed = float(value) if value is not None else None
+        except ValueError:
+            return None
+        return renewed if renewed is not None and renewed <= time.monotonic() else None
+
+    def resume_lease(self):
+        """keep_lease's start: the lease of an earlier process (a restart's or a reload's) when etcd still has
+        it. Returns the monotonic time from which the time without renewal counts: now, or the old code's last
+        renewal after a reload (whose lease, if gone, fences this host first)."""
         started = time.monotonic()
+        handed = self._handed_over()
+        if handed is not None:
+            started = handed
         self.lease = self._recall_lease()
         if self.lease is not None:
             self.last_renew = time.monotonic()
-            self.log("lease", lease=self.lease, ttl=self.ha["lease_ttl"], kept=True)
+            self.log("lease", lease=self.lease, ttl=self.ha["lease_ttl"], kept=True,
+                     **({"reloaded_after": round(self.last_renew - handed, 3)} if handed is not None else {}))
+        elif handed is not None:
+            # the lease the old code handed over is gone (the reload took longer than its TTL): another host
+            # may claim this host's projects now, so its copies go read-only before anything else
+            self.fence("the lease handed over by a reload expired")
+        if handed is not None:
+            self._watchdog_done()
+        return started
+
+    def keep_lease(self, me):
+        """The keepalive thread: renews every renew_every seconds whatever the main loop is doing, and fences
+        this host once no renewal succeeded for fence_after seconds (before the lease can expire at etcd).
+        After a reload, the time without renewal counts from the old code's last renewal."""
+        started = self.resume_lease()
         while True:
             began = time.monotonic()
             try:
@@ -618,17 +656,56 @@ class Loop:
                 self.wake.set()
                 time.sleep(self.ha["tick"])
 
+    def _marker(self):
+        return os.path.join(os.path.dirname(self.ha["state"]), "handover")
+
+    def _watchdog_done(self):
+        try:
+            os.unlink(self._marker())
+        except FileNotFoundError:
+            pass
+
+    def hand_over(self, execv=os.execv):
+        """``systemctl reload`` (new code or config): renew the lease once more, leave a watchdog that fences
+        this host (``ha-fence``) unless the new code renewed within fence_after of that renewal, and exec the
+        new code, which recalls the lease: no fence, no failover, the copies stay writable. When the lease
+        cannot be renewed now, the loop exits instead (systemd fences and restarts it)."""
+        with self.lock:
+            try:
+                if self.lease is None or self.lease_client.keepalive(self.lease) <= 0:
+                    raise etcd_v3.EtcdError("no lease to hand over")
+            except (etcd_v3.EtcdError, OSError, ValueError) as exc:
+                self.log("error", error="reload: %s; exiting for a restart" % str(exc)[:200])
+                raise HaError("reload without a renewed lease") from exc
+            renewed = time.monotonic()
+            self._remember_lease(self.lease)
+            with open(self._marker(), "w", encoding="utf-8") as f:
+                f.write("%d\n" % self.lease)
+            subprocess.run(watchdog_command(max(0.5, self.ha["fence_after"] - 1.0), self._marker(),
+                                            os.path.realpath(sys.argv[0])), check=False)
+            self.log("reload", lease=self.lease)
+            os.environ[RENEWED_ENV] = repr(renewed)
+            execv(sys.executable, [sys.executable] + sys.argv)
+
     def period(self):
         """Seconds to the next full read when the watch reports nothing."""
         quiet = self.watching and self.doc is not None and not self.fenced and not self.elections
         return self.ha["range_every"] if quiet else self.ha["tick"]
 
     def run_forever(self):
+        reload_asked = threading.Event()
+
+        def on_hup(_signum, _frame):
+            reload_asked.set()
+            self.wake.set()
+        signal.signal(signal.SIGHUP, on_hup)
         keeper = threading.Thread(target=self.keep_lease, args=(self.plan()["host"],), daemon=True, name="lease")
         keeper.start()
         if self.watch_client is not None:
             threading.Thread(target=self.watch_keys, daemon=True, name="watch").start()
         while keeper.is_alive():
+            if reload_asked.is_set():
+                self.hand_over()
             started = time.monotonic()
             self.wake.clear()
             try:

@@ -281,6 +281,20 @@ def test_restart_on_change_only_when_the_file_changed():
     assert ss.plan_units(units, running, ["/etc/a.conf"]) == {"a.service": ["restart"]}
 
 
+def test_reload_on_change_reloads_a_running_unit_unless_a_restart_is_due():
+    units = spec(files=[{"path": "/etc/a.py", "content": ""}, {"path": "/etc/a.conf", "content": ""}],
+                 units=[{"name": "a.service", "reload_on_change": ["/etc/a.py"], "restart_on_change": ["/etc/a.conf"]}]
+                 )["units"]
+    running = {"a.service": state(active="active", file_state="enabled")}
+    assert ss.plan_units(units, running, []) == {}
+    assert ss.plan_units(units, running, ["/etc/a.py"]) == {"a.service": ["reload"]}
+    assert ss.plan_units(units, running, ["/etc/a.py", "/etc/a.conf"]) == {"a.service": ["restart"]}
+    stopped = {"a.service": state(active="inactive", file_state="enabled")}
+    assert ss.plan_units(units, stopped, ["/etc/a.py"]) == {}  # (no state asked: nothing to reload)
+    with pytest.raises(ss.StateError, match=r"units\[0\].reload_on_change\[0\]: '/etc/b' is not a path"):
+        spec(units=[{"name": "a.service", "reload_on_change": ["/etc/b"]}])
+
+
 def test_units_that_cannot_be_started_stop_the_call():
     units = spec(units=[{"name": "x.timer", "enabled": True}])["units"]
     with pytest.raises(ss.StateError, match="x.timer is not installed"):
