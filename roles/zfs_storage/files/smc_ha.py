@@ -44,8 +44,7 @@ import smc_replication as repl
 
 FENCED_PROP = "smc:fenced"
 HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")  # a storage host's inventory name
-RENEWED_ENV = "SMC_HA_RENEWED"  # a reload's handover: when (CLOCK_MONOTONIC, the same in every process) the
-# old code last renewed the lease it hands over
+SUCCEED_ENV = "SMC_HA_SUCCEED"  # a reload's successor: the pid of the loop it takes over from
 HA_DEFAULTS = {
     "enabled": False,
     "endpoints": [],
@@ -219,12 +218,17 @@ def overlay(plan, ha, wait=0.0, peers_wait=0.0):
                 ha_offline=sorted(p for p in offline if p in projects))
 
 
-def watchdog_command(delay, marker, agent):
-    """A reload's watchdog: after ``delay`` seconds, ``agent ha-fence`` unless ``marker`` is gone (the new code
-    removes it at its first renewal). The outer shell returns at once; the watchdog is orphaned to init and
-    nothing waits for it."""
-    return ["/bin/sh", "-c", '(sleep "$1"; [ -e "$2" ] && exec "$3" ha-fence) </dev/null >/dev/null 2>&1 &',
-            "watchdog", "%.1f" % delay, marker, agent]
+def sd_notify(message, environ=os.environ):
+    """Tell systemd (Type=notify) ``message`` (READY=1, MAINPID=...) on $NOTIFY_SOCKET; False when not run
+    by systemd."""
+    where = environ.get("NOTIFY_SOCKET")
+    if not where:
+        return False
+    import socket  # noqa: E402 (only under systemd)
+    address = "\0" + where[1:] if where.startswith("@") else where
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode("ascii"), address)
+    return True
 
 
 def plan_copies(plan):
@@ -254,6 +258,7 @@ class Loop:
         self.sender = None
         self.doc, self.seen, self.checked, self._plan = None, None, 0.0, None  # the last state written, what it was made from, when
         self.revision = 0  # etcd's revision at the last full read
+        self.successor = None  # a reload's new code while it starts
 
     def log(self, event, **fields):
         fields.update(event=event, t=round(time.time(), 3))
@@ -307,41 +312,30 @@ class Loop:
             pass
         return None
 
-    def _handed_over(self):
-        """The monotonic time the old code last renewed, when this process is a reload's new code; else None."""
-        value = os.environ.pop(RENEWED_ENV, None)
-        try:
-            renewed = float(value) if value is not None else None
-        except ValueError:
-            return None
-        return renewed if renewed is not None and renewed <= time.monotonic() else None
-
     def resume_lease(self):
-        """keep_lease's start: the lease of an earlier process (a restart's or a reload's) when etcd still has
-        it. Returns the monotonic time from which the time without renewal counts: now, or the old code's last
-        renewal after a reload (whose lease, if gone, fences this host first)."""
+        """keep_lease's start: the lease of an earlier process (a restart's, or the loop this one succeeds in a
+        reload) when etcd still has it. A successor that cannot renew it exits (the old loop keeps serving);
+        one that did becomes the unit's main process and tells the old one to step aside. Returns the
+        monotonic time from which the time without renewal counts."""
         started = time.monotonic()
-        handed = self._handed_over()
-        if handed is not None:
-            started = handed
+        old = os.environ.pop(SUCCEED_ENV, None)
         self.lease = self._recall_lease()
         if self.lease is not None:
             self.last_renew = time.monotonic()
-            self.log("lease", lease=self.lease, ttl=self.ha["lease_ttl"], kept=True,
-                     **({"reloaded_after": round(self.last_renew - handed, 3)} if handed is not None else {}))
-        elif handed is not None:
-            # the lease the old code handed over is gone (the reload took longer than its TTL): another host
-            # may claim this host's projects now, so its copies go read-only before anything else
-            self.fence("the lease handed over by a reload expired")
-        if handed is not None:
-            self._watchdog_done()
+            self.log("lease", lease=self.lease, ttl=self.ha["lease_ttl"], kept=True)
+        if old is not None:
+            if self.lease is None or not old.isdigit():
+                raise HaError("reload: the lease handed over could not be renewed; the old loop keeps serving")
+            sd_notify("MAINPID=%d\nREADY=1" % os.getpid())
+            os.kill(int(old), signal.SIGUSR1)
+            self.log("reloaded", lease=self.lease, after=int(old), seconds=round(time.monotonic() - started, 3))
         return started
 
-    def keep_lease(self, me):
+    def keep_lease(self, me, started=None):
         """The keepalive thread: renews every renew_every seconds whatever the main loop is doing, and fences
         this host once no renewal succeeded for fence_after seconds (before the lease can expire at etcd).
-        After a reload, the time without renewal counts from the old code's last renewal."""
-        started = self.resume_lease()
+        ``started``: resume_lease's answer when the caller ran it."""
+        started = self.resume_lease() if started is None else started
         while True:
             began = time.monotonic()
             try:
@@ -362,8 +356,8 @@ class Loop:
         """A renewal confirms the state when the watch runs, nothing waits for the main loop and its last
         full read is fresh: etcd moves a primary only by a CAS the watch would have reported."""
         if self.doc is None or self.fenced or not self.watching or self.wake.is_set() or self.ranged is None \
-                or time.monotonic() - self.ranged >= self.ha["fence_after"]:
-            return
+                or time.monotonic() - self.ranged >= self.ha["fence_after"] or self.successor is not None:
+            return  # (nor while a reload's new code starts: this loop's main pass is paused)
         confirm_state(self.ha["state"])
 
     def lease_fresh(self):
@@ -656,36 +650,27 @@ class Loop:
                 self.wake.set()
                 time.sleep(self.ha["tick"])
 
-    def _marker(self):
-        return os.path.join(os.path.dirname(self.ha["state"]), "handover")
-
-    def _watchdog_done(self):
-        try:
-            os.unlink(self._marker())
-        except FileNotFoundError:
-            pass
-
-    def hand_over(self, execv=os.execv):
-        """``systemctl reload`` (new code or config): renew the lease once more, leave a watchdog that fences
-        this host (``ha-fence``) unless the new code renewed within fence_after of that renewal, and exec the
-        new code, which recalls the lease: no fence, no failover, the copies stay writable. When the lease
-        cannot be renewed now, the loop exits instead (systemd fences and restarts it)."""
-        with self.lock:
-            try:
-                if self.lease is None or self.lease_client.keepalive(self.lease) <= 0:
-                    raise etcd_v3.EtcdError("no lease to hand over")
-            except (etcd_v3.EtcdError, OSError, ValueError) as exc:
-                self.log("error", error="reload: %s; exiting for a restart" % str(exc)[:200])
-                raise HaError("reload without a renewed lease") from exc
-            renewed = time.monotonic()
+    def hand_over(self, spawn=subprocess.Popen):
+        """``systemctl reload`` (new code or config): start the new code beside this loop, which keeps renewing
+        the lease meanwhile however long the new code takes to start; the new code renews the same lease,
+        becomes the unit's main process and sends SIGUSR1, and this loop exits without fencing: nothing is
+        fenced and no project fails over. Returns the successor (this loop pauses until it took over or
+        ended; an ended one is logged and this loop carries on with the old code)."""
+        if self.lease is not None:
             self._remember_lease(self.lease)
-            with open(self._marker(), "w", encoding="utf-8") as f:
-                f.write("%d\n" % self.lease)
-            subprocess.run(watchdog_command(max(0.5, self.ha["fence_after"] - 1.0), self._marker(),
-                                            os.path.realpath(sys.argv[0])), check=False)
-            self.log("reload", lease=self.lease)
-            os.environ[RENEWED_ENV] = repr(renewed)
-            execv(sys.executable, [sys.executable] + sys.argv)
+        env = dict(os.environ, **{SUCCEED_ENV: str(os.getpid())})
+        self.successor = spawn([sys.executable] + sys.argv, env=env)
+        self.log("reload", successor=self.successor.pid, lease=self.lease)
+        return self.successor
+
+    def successor_failed(self):
+        """The successor of a reload ended before it took over: log it, carry on."""
+        if self.successor is not None and self.successor.poll() is not None:
+            self.log("error", error="reload: the new code exited (rc %s) before it took over; still running the "
+                                    "old code" % self.successor.returncode)
+            self.successor = None
+            return True
+        return False
 
     def period(self):
         """Seconds to the next full read when the watch reports nothing."""
@@ -693,19 +678,30 @@ class Loop:
         return self.ha["range_every"] if quiet else self.ha["tick"]
 
     def run_forever(self):
-        reload_asked = threading.Event()
+        reload_asked, step_aside = threading.Event(), threading.Event()
 
-        def on_hup(_signum, _frame):
-            reload_asked.set()
+        def on_signal(signum, _frame):
+            (reload_asked if signum == signal.SIGHUP else step_aside).set()
             self.wake.set()
-        signal.signal(signal.SIGHUP, on_hup)
-        keeper = threading.Thread(target=self.keep_lease, args=(self.plan()["host"],), daemon=True, name="lease")
+        signal.signal(signal.SIGHUP, on_signal)
+        signal.signal(signal.SIGUSR1, on_signal)
+        # (a reload's successor that cannot renew the lease ends here, before any thread: the old loop serves on)
+        keeper = threading.Thread(target=self.keep_lease, args=(self.plan()["host"], self.resume_lease()),
+                                  daemon=True, name="lease")
         keeper.start()
+        sd_notify("READY=1")
         if self.watch_client is not None:
             threading.Thread(target=self.watch_keys, daemon=True, name="watch").start()
         while keeper.is_alive():
-            if reload_asked.is_set():
+            if step_aside.is_set():  # the new code holds the lease and is the main process now: no fence
+                self.log("handed-over", to=self.successor.pid if self.successor is not None else None)
+                return
+            if reload_asked.is_set() and self.successor is None:
+                reload_asked.clear()
                 self.hand_over()
+            if self.successor is not None and not self.successor_failed():
+                time.sleep(0.5)  # paused (the lease thread renews on, confirms nothing) until the new code took over
+                continue
             started = time.monotonic()
             self.wake.clear()
             try:
