@@ -218,10 +218,10 @@ def overlay(plan, ha, wait=0.0, peers_wait=0.0):
                 ha_offline=sorted(p for p in offline if p in projects))
 
 
-def sd_notify(message, environ=os.environ):
+def sd_notify(message, environ=None):
     """Tell systemd (Type=notify) ``message`` (READY=1, MAINPID=...) on $NOTIFY_SOCKET; False when not run
     by systemd."""
-    where = environ.get("NOTIFY_SOCKET")
+    where = (os.environ if environ is None else environ).get("NOTIFY_SOCKET")
     if not where:
         return False
     import socket  # noqa: E402 (only under systemd)

@@ -90,9 +90,12 @@ def test_disk_whose_third_partition_is_in_a_live_pool_is_refused(force):
     assert not [c for c in calls if c[:2] == ["zpool", "create"]]
 
 
+WHOLE_DISKS = ["/dev/vdb", "/dev/sdc", "/dev/nvme0n1", "/dev/xvdf", "/dev/nbd0", "/dev/nbd12",
+               "/dev/loop3", "/dev/rbd1", "/dev/zd16", "/dev/md2"]
+
+
 @settings(max_examples=100, deadline=None)
-@given(n=st.integers(1, 128), whole=st.sampled_from(["/dev/vdb", "/dev/sdc", "/dev/nvme0n1", "/dev/xvdf", "/dev/nbd0", "/dev/nbd12",
-                                                       "/dev/loop3", "/dev/rbd1", "/dev/zd16", "/dev/md2"]))
+@given(n=st.integers(1, 128), whole=st.sampled_from(WHOLE_DISKS))
 def test_every_partition_links_to_its_disk(n, whole):
     part = "%s%s%d" % (whole, "p" if whole[-1].isdigit() else "", n)
     members = [(part, "live")]
