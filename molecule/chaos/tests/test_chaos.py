@@ -191,6 +191,9 @@ def test_a_dc_cut_off_fences_its_primaries_and_rejoins_as_replicas_with_tails_ke
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not all(lab.ha(h).get("fresh") for h in dc):
         time.sleep(1)
+    stale = [h for h in dc if not lab.ha(h).get("fresh")]
+    assert not stale, "no fresh HA state 60 s after the heal on %s:\n%s" % (stale, "\n".join(
+        lab[h].out("journalctl -u smc-ha --no-pager -n 25 -o cat", check=False) for h in stale))
     assert all(lab.ha(h)["state"]["primary"][pid]["host"] == new for h in dc)
     report = snapshot_and_send(lab[new])
     assert report["failed"] == 0, report

@@ -977,10 +977,14 @@ def cmd_ha_promote_offline(cfg, moves, dead=(), confirm=(), check=False):
     return report
 
 
-def take_over(cfg, pid, me, epoch):
-    """A planned switchover's promote, with HA on: etcd's primary key of ``pid`` moves to this host at ``epoch``
-    by CAS, only from epoch - 1 (the fenced old primary's). The local state follows at once, so the sender
-    replicates as the new primary without waiting for the loop. Returns the previous holder."""
+# A planned switchover in etcd: the old primary's fence announces it in the primary key by CAS
+# ({"switching": {"to", "epoch"}}); the new primary's promote is a CAS from that announcement only; a rollback
+# (the promotion did not happen) withdraws it by CAS, so a promotion that arrives late fails instead of
+# making a second writable copy.
+
+def _primary_entry(cfg, pid, what):
+    """(ha, this host's lease, client, key, value or None, revision) of ``pid``'s primary key; raises HaError
+    (nothing changed) without a fresh lease here or an answer from etcd."""
     ha = ha_config(cfg)
     mine = read_state(ha)
     if mine is None or not mine.get("lease"):
@@ -988,17 +992,70 @@ def take_over(cfg, pid, me, epoch):
                       "nothing changed")
     client = client_for(ha)
     key = failover.keys(ha["prefix"])["primary"] + pid
-    kvs, _rev = client.range(key)
+    try:
+        kvs, _rev = client.range(key)
+    except etcd_v3.EtcdError as exc:
+        raise HaError("etcd did not answer (%s): %s; nothing changed" % (str(exc)[:200], what)) from exc
     value, revision, _lease = kvs.get(key, ("", 0, 0))
-    before = json.loads(value) if value else None
-    if before is not None and before.get("epoch") != epoch - 1:
-        raise HaError("etcd has %s at epoch %s as primary of %s, not epoch %d: another failover or switchover "
-                      "happened; nothing changed" % (before.get("host"), before.get("epoch"), pid, epoch - 1))
-    if not client.swap(key, json.dumps({"host": me, "epoch": epoch, "over": before and before.get("host"),
-                                        "lease": mine["lease"]}), revision):
-        raise HaError("etcd's primary of %s changed while switching over; nothing changed" % pid)
+    return ha, mine["lease"], client, key, json.loads(value) if value else None, revision
+
+
+def _named(value):
+    return "nothing" if value is None else "%s at epoch %s" % (value.get("host"), value.get("epoch"))
+
+
+def _swap(client, key, doc, revision, pid, what):
+    try:
+        swapped = client.swap(key, json.dumps(doc, sort_keys=True), revision)
+    except etcd_v3.EtcdError as exc:
+        raise HaError("etcd did not answer the CAS of %s's primary (%s): %s" % (pid, str(exc)[:200], what)) from exc
+    if not swapped:
+        raise HaError("etcd's primary of %s changed meanwhile (a failover?); nothing changed" % pid)
+
+
+def announce_switchover(cfg, pid, me, to):
+    """The old primary's fence: etcd must name this host primary of ``pid``; the switchover to ``to`` at the
+    next epoch is written into its primary key. Repeatable (a rerun finds its own announcement)."""
+    if not isinstance(to, str) or not HOST_RE.fullmatch(to) or to == me:
+        raise HaError("to: %r is not another host's name (letters, digits, '_', '.', '-'; starting with a letter "
+                      "or digit; not this host); nothing changed" % (to,))
+    _ha, _lease, client, key, value, revision = _primary_entry(cfg, pid, "the switchover was not announced")
+    if value is None or value.get("host") != me:
+        raise HaError("etcd has %s as primary of %s, not this host (%s): switch over from the primary; nothing "
+                      "changed" % (_named(value), pid, me))
+    switching = {"to": to, "epoch": value["epoch"] + 1}
+    if value.get("switching") != switching:
+        _swap(client, key, dict(value, switching=switching), revision, pid, "run switchover.yml again")
+    return switching
+
+
+def take_over(cfg, pid, me, epoch):
+    """A planned switchover's promote, with HA on: etcd's primary key of ``pid`` moves to this host at ``epoch``
+    by CAS, only from the old primary's announcement of this very switchover. The local state follows at once,
+    so the sender replicates as the new primary without waiting for the loop. Returns the previous holder."""
+    ha, lease, client, key, before, revision = _primary_entry(cfg, pid, "run switchover.yml again")
+    if before is None or before.get("switching") != {"to": me, "epoch": epoch}:
+        raise HaError("etcd has %s as primary of %s with no switchover to %s at epoch %d announced (the old "
+                      "primary's fence announces it, a rollback withdraws it, a failover replaces it): run "
+                      "switchover.yml again; nothing changed" % (_named(before), pid, me, epoch))
+    _swap(client, key, {"host": me, "epoch": epoch, "over": before.get("host"), "lease": lease}, revision, pid,
+          "run switchover.yml again")
     note_primary(ha, pid, me, epoch)
-    return before and before.get("host")
+    return before.get("host")
+
+
+def withdraw_switchover(cfg, pid, me, epoch):
+    """A switchover rolled back: this host's fenced copy may turn writable again only while etcd names this
+    host primary of ``pid`` at ``epoch`` (the promotion's CAS did not happen). The announcement is withdrawn
+    first, by CAS: a promotion that arrives later fails."""
+    _ha, _lease, client, key, value, revision = _primary_entry(
+        cfg, pid, "whether the switchover happened is unknown")
+    if value is None or value.get("host") != me or value.get("epoch") != epoch:
+        raise HaError("etcd has %s as primary of %s, not this host (%s) at epoch %d: the switchover or a failover "
+                      "happened; nothing changed" % (_named(value), pid, me, epoch))
+    if "switching" in value:
+        _swap(client, key, dict((k, v) for k, v in value.items() if k != "switching"), revision, pid,
+              "nothing changed; run the rollback again")
 
 
 def note_primary(ha, pid, host, epoch):

@@ -802,6 +802,13 @@ def cmd_fence(cfg, args, report):
     have = listing(cfg["roots"][0], [ds]).get(ds)
     if have is None:
         raise ReplicationError("%s does not exist on this host" % ds)
+    if (cfg.get("ha") or {}).get("enabled"):
+        import smc_ha  # noqa: E402 (next to this file)
+        if not getattr(args, "to", None):
+            raise ReplicationError("with HA on, fence needs --to HOST (the new primary): etcd is told of the "
+                                   "switchover before any write stops; nothing changed")
+        me = (load_plan(cfg, authority=False) or {}).get("host") or os.uname().nodename
+        report["switching"] = smc_ha.announce_switchover(cfg, args.project, me, args.to)
     run(["zfs", "set", "readonly=on", "smc:fenced=switchover", ds])  # (not the HA loop's to undo)
     run(["zpool", "sync", ds.split("/")[0]], check=False)
     written = int(run(["zfs", "get", "-H", "-p", "-o", "value", "written", ds]).stdout.strip() or 0)
@@ -842,6 +849,40 @@ def cmd_promote(cfg, args, report):
         report["etcd_before"] = smc_ha.take_over(cfg, args.project, me, args.epoch)
     make_primary(ds, args.epoch)
     report.update(dataset=ds, epoch=args.epoch, guid=latest["guid"], promoted=True)
+    sync_limits(cfg, report)
+
+
+def cmd_unfence(cfg, args, report):
+    """Old primary, a switchover whose promotion did not happen (the new primary died or refused): writable
+    again at its own epoch, only while it is still the project's primary (etcd's, under this host's fresh
+    lease, with HA on; the plan's otherwise) and read-only because of that switchover's fence."""
+    ds = project_dataset(cfg, args.project)
+    have = listing(cfg["roots"][0], [ds]).get(ds)
+    if have is None:
+        raise ReplicationError("%s does not exist on this host; nothing changed" % ds)
+    mark = (props(ds, ["smc:fenced"]) or {}).get("smc:fenced")
+    if mark != "switchover":
+        raise ReplicationError("%s is not fenced by a switchover (smc:fenced is %s); nothing changed"
+                               % (ds, "unset" if mark in (None, "-") else mark))
+    plan = load_plan(cfg, authority=False)
+    me = (plan or {}).get("host") or os.uname().nodename
+    if (cfg.get("ha") or {}).get("enabled"):
+        import smc_ha  # noqa: E402 (next to this file)
+        smc_ha.withdraw_switchover(cfg, args.project, me, have["epoch"])
+    else:
+        if getattr(args, "unanswered", False):
+            raise ReplicationError("the new primary did not answer: without HA nothing tells whether it was "
+                                   "promoted; look at it, then run switchover.yml again (or unfence once you know "
+                                   "it was not); nothing changed")
+        entry = (plan or {}).get("projects", {}).get(args.project)
+        role = entry and host_plan.targets(plan, args.project)[0]
+        if role != "primary" or entry["epoch"] != have["epoch"]:
+            raise ReplicationError("the plan does not name this host primary of %s at epoch %d (%s): the "
+                                   "switchover may have happened; nothing changed"
+                                   % (args.project, have["epoch"], "not in the plan" if entry is None else
+                                      "%s at epoch %d" % (host_plan.targets(plan, args.project)[1], entry["epoch"])))
+    make_primary(ds, have["epoch"])
+    report.update(dataset=ds, epoch=have["epoch"], unfenced=True)
     sync_limits(cfg, report)
 
 
