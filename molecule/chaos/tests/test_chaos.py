@@ -383,3 +383,55 @@ def test_without_quorum_an_operator_promotes_a_replica_and_etcd_takes_it_when_it
     assert lab.writable(old) == []
     revive_and_resend(lab, old, new, ds, want)
     assert dict((p, etcd_primary(p)) for p in mine) == promoted and lab.writable(old) == []
+
+
+def test_a_switchover_whose_new_primary_dies_is_rolled_back_with_every_write(lab):
+    """playbooks/switchover.yml while its new primary dies (its VM paused as the old primary's fence starts):
+    the promotion gets no answer, the old primary is writable again at its own epoch once etcd shows it is
+    still the primary (the announcement withdrawn, so a late promotion would fail), the placement is not
+    touched, and every write, before and after, reaches the dead host once it returns."""
+    old, new = "dc1-s2", "dc3-s1"
+    _mine, pid, ds, want = known_bytes_sent(lab, old, "f-switch", 2)
+    epoch = etcd_primary(pid)[1]
+    lab[new].run("true")  # (its SSH master is up: the play's connection to it hangs, then times out)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    placement = os.path.join(repo, "inventory", "lab", "placement.json")
+    with open(placement, encoding="utf-8") as f:
+        placed = f.read()
+    # (an operator's shorter connect timeout: the inventory's 180 s is for loaded TCG guests that do answer)
+    ssh = re.sub(r"ServerAliveInterval=\d+", "ServerAliveInterval=5", re.sub(
+        r"ConnectTimeout=\d+", "ConnectTimeout=20", lab.common["ansible_ssh_common_args"]))
+    started = time.monotonic()
+    play = subprocess.Popen(["ansible-playbook", "-i", os.path.join(repo, "inventory", "lab", "hosts.yml"),
+                             os.path.join(repo, "playbooks", "switchover.yml"), "-e", "project=%s" % pid,
+                             "-e", "to=%s" % new, "-e", json.dumps({"ansible_ssh_common_args": ssh})],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=repo)
+    lines = []
+    for line in play.stdout:
+        lines.append(line)
+        if "TASK [Fence the old primary" in line and new not in lab.paused:
+            lab.pause(new)
+            say("switchover of %s %s -> %s: %s paused as the fence started" % (pid, old, new, new))
+    rc, out, took = play.wait(timeout=900), " ".join("".join(lines).split()), time.monotonic() - started
+    say("switchover with its new primary dead: rolled back, the play took %.1f s" % took)
+    assert new in lab.paused, out[-3000:]
+    assert rc != 0 and "switchover of %s to %s did not happen: %s did not answer" % (pid, new, new) in out, out[-3000:]
+    assert "%s is writable again at epoch %d (rolled back)" % (old, epoch) in out, out[-3000:]
+    assert etcd_primary(pid) == (old, epoch)
+    value = json.loads(etcd_lab.ctl("get", "/smc/primary/" + pid, "--print-value-only").stdout)
+    assert "switching" not in value, value  # withdrawn: a late promotion's CAS would fail
+    with open(placement, encoding="utf-8") as f:
+        assert f.read() == placed
+    assert ds in lab.writable(old)
+    assert lab[old].out("zfs get -H -o value smc:fenced %s" % ds).strip() == "-"
+    want["f-after"] = write_known(lab[old], ds, "f-after", 1)
+    assert snapshot_and_send(lab[old])["failed"] == 0
+    # the dead host returns: a replica, and it catches up with every write
+    lab.resume(new)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and new not in lab.ha(old).get("alive", []):
+        time.sleep(1)
+    report = snapshot_and_send(lab[old])
+    assert report["failed"] == 0 and new not in report.get("skipped_down", {}), report
+    assert checksums(lab[new], ds) == want and ds not in lab.writable(new)
+    assert etcd_primary(pid) == (old, epoch)
