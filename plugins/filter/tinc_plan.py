@@ -69,7 +69,8 @@ options:
   settings:
     description:
       - Daemon settings that reach tinc.conf and the host files, checked strictly and returned as RV(_value.settings)
-        - C(port) (1-65535), C(mtu) (576-65535), C(compression) (0-11), C(mode) (router, switch, hub),
+        - C(port) (1-65535), C(mtu) (576-65535), C(compression) (0-11), C(max_timeout) (1-900),
+          C(mode) (router, switch, hub),
         C(address_family) (ipv4, ipv6, any), C(network) (1-15 of C([A-Za-z0-9_])).
       - Host names, data centers (C([A-Za-z0-9][A-Za-z0-9_.-]*)) and addresses (an IP address or a DNS name) are
         always checked, so no value can carry a newline into every member's files.

@@ -71,6 +71,7 @@ SETTINGS = {
     "port": ("an integer from 1 to 65535", lambda v: _whole(v) and 1 <= v <= 65535),
     "mtu": ("an integer from 576 to 65535", lambda v: _whole(v) and 576 <= v <= 65535),
     "compression": ("an integer from 0 to 11", lambda v: _whole(v) and 0 <= v <= 11),
+    "max_timeout": ("an integer from 1 to 900 (seconds)", lambda v: _whole(v) and 1 <= v <= 900),
     "mode": ("router, switch or hub", lambda v: v in ("router", "switch", "hub")),
     "address_family": ("ipv4, ipv6 or any", lambda v: v in ("ipv4", "ipv6", "any")),
     "network": ("1-15 letters, digits or '_'", lambda v: isinstance(v, str) and bool(_NETWORK_RE.match(v))),
@@ -125,7 +126,7 @@ def address_error(value):
 
 def validate_settings(settings):
     """Check the daemon settings that reach tinc.conf and host files (``port``, ``mtu``, ``compression``,
-    ``mode``, ``address_family``, ``network``; None means not given). Returns the given ones; raises
+    ``max_timeout``, ``mode``, ``address_family``, ``network``; None means not given). Returns the given ones; raises
     :class:`TincTopologyError` listing every bad one."""
     errors, out = [], {}
     for key, value in sorted(settings.items()):
@@ -135,7 +136,7 @@ def validate_settings(settings):
             errors.append(f"unknown setting {key}: use {', '.join(sorted(SETTINGS))}")
             continue
         rule, ok = SETTINGS[key]
-        if isinstance(value, str) and value.isdigit() and key in ("port", "mtu", "compression"):
+        if isinstance(value, str) and value.isdigit() and key in ("port", "mtu", "compression", "max_timeout"):
             value = int(value)
         if not ok(value):
             errors.append(f"{key} {value!r} must be {rule}")

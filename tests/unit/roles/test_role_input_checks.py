@@ -61,9 +61,9 @@ TINC_HOSTILE = {
     "dash": {"tinc_network": "-x"}, "backslash": {"tinc_network": "a\\b"}, "long": {"tinc_network": "n" * 40},
     "newline": {"tinc_network": "smc\nConnectTo = evil"}, "dotdot": {"tinc_network": "../../root"},
     "port0": {"tinc_port": 0}, "port_big": {"tinc_port": 65536}, "mtu": {"tinc_mtu": 100},
-    "compression": {"tinc_compression": 12}, "mode": {"tinc_mode": "hub\n"}, "family": {"tinc_address_family": "x"}}
+    "compression": {"tinc_compression": 12}, "max_timeout": {"tinc_max_timeout": 0}, "mode": {"tinc_mode": "hub\n"}, "family": {"tinc_address_family": "x"}}
 TINC_FIELD = {"dash": "network", "backslash": "network", "long": "network", "newline": "network", "dotdot": "network",
-              "port0": "port", "port_big": "port", "mtu": "mtu", "compression": "compression", "mode": "mode",
+              "port0": "port", "port_big": "port", "mtu": "mtu", "compression": "compression", "max_timeout": "max_timeout", "mode": "mode",
               "family": "address_family"}
 
 
@@ -94,7 +94,7 @@ def test_tinc_refuses_hostile_settings_naming_the_setting(tmp_path, name):
         assert error and "tinc VPN: " + TINC_FIELD[case] + " " in error and "must be" in error, (case, error)
     if name == TINC_PLAN:  # the last plan made (case "strings") carries the checked settings, numbers as integers
         assert out["result"] == {"network": "smc", "port": 655, "mtu": 1400, "compression": 0, "mode": "router",
-                                 "address_family": "ipv4"}
+                                 "address_family": "ipv4", "max_timeout": 30}
 
 
 # --- roles/storage_host -------------------------------------------------------------------------------------
