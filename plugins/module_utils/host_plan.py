@@ -70,13 +70,27 @@ def settle(ring, previous_ring, previous_current, eligible):
     return current, moves
 
 
-def switch(ring, current, pid, to):
+def switch(ring, current, pid, to, serving=None):
     """A planned switchover of ``pid`` to ``to`` (a host holding a copy): returns (new current, summary). The
-    old primary stays a copy (an extra one when the ring does not want it); the epoch goes up by one."""
+    old primary stays a copy (an extra one when the ring does not want it); the epoch goes up by one.
+    ``serving`` ({primary, epoch}: who serves it now, as etcd has it with HA on, after failovers the placement
+    did not see) replaces the placement's record first; it must be a host holding a copy."""
     if pid not in ring:
         raise PlanError("switchover.project: %r is not a placed project" % (pid,))
     state = dict(current.get(pid) or {})
     primary, holders = copies(ring[pid], state)
+    if serving:
+        now, epoch = serving.get("primary"), serving.get("epoch")
+        if now not in holders:
+            raise PlanError("switchover.serving.primary: %r holds no copy of %s (copies: %s)"
+                            % (now, pid, ", ".join(holders)))
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+            raise PlanError("switchover.serving.epoch: %r is not an epoch (an integer >= 1)" % (epoch,))
+        state = dict(state, epoch=epoch)
+        state.pop("primary", None)
+        if now != ring[pid][0]:
+            state["primary"] = now
+        primary = now
     if to not in holders:
         raise PlanError("switchover.to: %s holds no copy of %s (copies: %s); a switchover only moves the primary "
                         "to an existing copy" % (to, pid, ", ".join(holders)))

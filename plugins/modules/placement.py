@@ -87,6 +87,20 @@ options:
         description: The host that becomes primary.
         type: str
         required: true
+      serving:
+        description:
+          - Who serves the project now, as etcd has it with HA on (failovers move primaries without this
+            file). Replaces the placement's record of the project's primary and epoch before the switchover.
+        type: dict
+        suboptions:
+          primary:
+            description: The host etcd names primary (it must hold a copy).
+            type: str
+            required: true
+          epoch:
+            description: Its epoch in etcd.
+            type: int
+            required: true
   plans_dir:
     description:
       - Write one plan per host here, C(<host>.json), the only input of that host's agent (who holds each of its
@@ -231,7 +245,10 @@ ARGUMENT_SPEC = dict(
     addresses=dict(type="dict", default={}),
     plans_dir=dict(type="path"),
     switchover=dict(type="dict", options=dict(project=dict(type="str", required=True),
-                                              to=dict(type="str", required=True))),
+                                              to=dict(type="str", required=True),
+                                              serving=dict(type="dict", options=dict(
+                                                  primary=dict(type="str", required=True),
+                                                  epoch=dict(type="int", required=True))))),
 )
 
 
@@ -402,7 +419,8 @@ def compute(params, read_file):
         raise PlacementError(str(exc))
     if params.get("switchover"):
         try:
-            current, summary = switch(ring, current, params["switchover"]["project"], params["switchover"]["to"])
+            current, summary = switch(ring, current, params["switchover"]["project"], params["switchover"]["to"],
+                                      params["switchover"].get("serving"))
         except PlanError as exc:
             raise PlacementError(str(exc))
         pending = [m for m in pending if m["project"] != summary["project"]]

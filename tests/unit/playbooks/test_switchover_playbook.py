@@ -19,8 +19,13 @@ here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "calls.jsonl"), "a") as f:
     f.write(json.dumps({"host": host, "args": sys.argv[2:]}) + "\n")
 behaviour = json.load(open(os.path.join(here, "behaviour.json")))
-if cmd == "fence":
+if cmd == "ha-status":
+    print(json.dumps(behaviour.get("ha-status", {"enabled": False})))
+elif cmd == "fence":
     print(json.dumps({"command": "fence", "guid": 77, "snapshot": "smc_1", "failed": 0}))
+elif behaviour.get(cmd) == "hang":
+    import time
+    time.sleep(60)
 elif cmd in behaviour:
     rc, err = behaviour[cmd]
     if rc == 0:
@@ -45,7 +50,7 @@ PLACE = r'''
 '''
 
 
-def lab(tmp_path, behaviour, silent=None):
+def lab(tmp_path, behaviour):
     """The inventory, the fake agent and a placement; returns (project, its primary, another copy)."""
     (tmp_path / "agent.py").write_text(FAKE, encoding="utf-8")
     (tmp_path / "behaviour.json").write_text(json.dumps(behaviour), encoding="utf-8")
@@ -63,20 +68,14 @@ def lab(tmp_path, behaviour, silent=None):
                          capture_output=True, text=True, env=ENV, cwd=str(tmp_path), timeout=300, check=False)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     ring = json.loads((tmp_path / "placement.json").read_text())["placement"]["p1"]
-    if silent is not None:  # that host does not answer: SSH to a closed port on this machine
-        target = ring[1]
-        hosts[target].update(ansible_connection="ssh", ansible_host="127.0.0.1", ansible_port=9,
-                             ansible_ssh_common_args="-o ConnectTimeout=2")
-        (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"storage": {"hosts": hosts}}}}),
-                                            encoding="utf-8")
     return "p1", ring[0], ring[1]
 
 
-def switchover(tmp_path, project, to, check=False):
+def switchover(tmp_path, project, to, check=False, extra=()):
     before = (tmp_path / "placement.json").read_text()
     out = subprocess.run([PLAYBOOK, "-i", str(tmp_path / "hosts.yml"),
                           os.path.join(ROOT, "playbooks", "switchover.yml"), "-e", "project=%s" % project,
-                          "-e", "to=%s" % to] + (["--check"] if check else []),
+                          "-e", "to=%s" % to] + list(extra) + (["--check"] if check else []),
                          capture_output=True, text=True, env=ENV, cwd=str(tmp_path), timeout=300, check=False)
     calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()] \
         if (tmp_path / "calls.jsonl").exists() else []
@@ -89,7 +88,7 @@ def test_a_refused_promotion_is_rolled_back_on_the_old_primary(tmp_path):
     out, text, calls = switchover(tmp_path, pid, new)
     assert out.returncode != 0, text[-3000:]
     assert [(c["host"], c["args"]) for c in calls] == [
-        (old, ["fence", pid, "--to", new]),
+        (new, ["ha-status"]), (old, ["fence", pid, "--to", new]),
         (new, ["promote", pid, "--epoch", "2", "--expect-guid", "77"]),
         (old, ["unfence", pid])]
     flat = " ".join(text.split())
@@ -99,11 +98,12 @@ def test_a_refused_promotion_is_rolled_back_on_the_old_primary(tmp_path):
 
 
 def test_an_unanswered_promotion_asks_the_old_primary_to_check_before_it_unfences(tmp_path):
-    pid, old, new = lab(tmp_path, {"unfence": [2, "etcd has %s at epoch 2 as primary of p1" % "x"]}, silent=True)
-    out, text, calls = switchover(tmp_path, pid, new)
+    pid, old, new = lab(tmp_path, {"promote": "hang", "unfence": [2, "etcd has x at epoch 2 as primary of p1"]})
+    out, text, calls = switchover(tmp_path, pid, new, extra=["-e", "switchover_promote_timeout=3"])
     assert out.returncode != 0, text[-3000:]
-    assert [(c["host"], c["args"]) for c in calls] == [(old, ["fence", pid, "--to", new]),
-                                                       (old, ["unfence", pid, "--unanswered"])]
+    assert [(c["host"], c["args"][:2]) for c in calls] == [(new, ["ha-status"]), (old, ["fence", pid]),
+                                                           (new, ["promote", pid]), (old, ["unfence", pid])]
+    assert calls[-1]["args"] == ["unfence", pid, "--unanswered"]
     flat = " ".join(text.split())
     assert "switchover of p1 to %s did not happen: %s did not answer" % (new, new) in flat
     assert "%s stays read-only: smc-zfs-agent: error: etcd has x at epoch 2 as primary of p1" % old in flat
@@ -113,4 +113,28 @@ def test_check_mode_calls_no_agent(tmp_path):
     pid, old, new = lab(tmp_path, {})
     out, text, calls = switchover(tmp_path, pid, new, check=True)
     assert out.returncode == 0, text[-3000:]
-    assert calls == [] and "switchover of p1: %s (epoch 1) -> %s (epoch 2)" % (old, new) in " ".join(text.split())
+    assert [c["args"] for c in calls] == [["ha-status"]]  # (read-only, in check mode too)
+    assert "switchover of p1: %s (epoch 1) -> %s (epoch 2)" % (old, new) in " ".join(text.split())
+
+
+def test_with_ha_the_switchover_starts_from_etcds_primary_and_epoch(tmp_path):
+    ring = json.loads(json.dumps(HOSTS))
+    pid, old, new = lab(tmp_path, {"promote": [2, "not caught up"], "unfence": [0, ""]})
+    serving = next(h for h in ring if h not in (old, new))  # a failover moved it there, at epoch 5
+    (tmp_path / "behaviour.json").write_text(json.dumps({
+        "promote": [2, "not caught up"], "unfence": [0, ""],
+        "ha-status": {"enabled": True, "etcd": "ok", "primary": {pid: {"host": serving, "epoch": 5}}}}))
+    out, text, calls = switchover(tmp_path, pid, new, check=True)
+    assert out.returncode == 0, text[-3000:]
+    assert "switchover of p1: %s (epoch 5) -> %s (epoch 6)" % (serving, new) in " ".join(text.split())
+    out, text, calls = switchover(tmp_path, pid, new)
+    assert [(c["host"], c["args"][:2]) for c in calls if c["args"][0] != "ha-status"] == [
+        (serving, ["fence", pid]), (new, ["promote", pid]), (serving, ["unfence", pid])], text[-3000:]
+    assert [c["args"][2:4] for c in calls if c["args"][0] == "promote"] == [["--epoch", "6"]]
+
+
+def test_with_ha_and_no_answer_from_etcd_nothing_is_planned(tmp_path):
+    pid, _old, new = lab(tmp_path, {"ha-status": {"enabled": True, "etcd": "unavailable", "error": "no quorum"}})
+    out, text, calls = switchover(tmp_path, pid, new)
+    assert out.returncode != 0 and [c["args"] for c in calls] == [["ha-status"]]
+    assert "etcd does not name a primary of p1 from %s (unavailable: no quorum)" % new in " ".join(text.split())

@@ -1,5 +1,6 @@
 """host_plan: ring changes never flip a primary onto a host without the data; small per-host plans."""
 import json
+import re
 
 import pytest
 
@@ -83,3 +84,25 @@ def test_switchover_only_to_a_copy():
         hp.switch({"p": ["a1", "b1"]}, {}, "p", "b2")
     with pytest.raises(hp.PlanError, match="switchover.project"):
         hp.switch({"p": ["a1", "b1"]}, {}, "q", "b1")
+
+
+def test_a_switchover_starts_from_who_serves_now_when_told():
+    ring = {"p": ["a", "b", "c"]}
+    current, summary = hp.switch(ring, {}, "p", "c", serving={"primary": "b", "epoch": 3})
+    assert summary == {"project": "p", "from": "b", "to": "c", "epoch_before": 3, "epoch": 4}
+    assert current == {"p": {"epoch": 4, "primary": "c"}}
+    current, summary = hp.switch(ring, {"p": {"primary": "b", "epoch": 3}}, "p", "a",
+                                        serving={"primary": "c", "epoch": 5})
+    assert summary["from"] == "c" and summary["epoch"] == 6 and current == {"p": {"epoch": 6}}
+    current, summary = hp.switch(ring, {}, "p", "b", serving={"primary": "b", "epoch": 3})
+    assert summary["from"] == summary["to"] == "b" and current == {}  # already there: nothing moves
+
+
+@pytest.mark.parametrize("serving, said", [
+    ({"primary": "x", "epoch": 3}, "switchover.serving.primary: 'x' holds no copy of p"),
+    ({"primary": "b", "epoch": 0}, "switchover.serving.epoch: 0"),
+    ({"primary": "b", "epoch": True}, "switchover.serving.epoch: True"),
+])
+def test_a_serving_primary_must_hold_a_copy_at_an_epoch(serving, said):
+    with pytest.raises(hp.PlanError, match=re.escape(said)):
+        hp.switch({"p": ["a", "b", "c"]}, {}, "p", "c", serving=serving)
