@@ -48,15 +48,18 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size
 @given(data=JSON | st.dictionaries(st.sampled_from(["p1", "p2", "placement", "format"]), JSON, max_size=3))
 def test_previous_file_of_any_shape_is_read_or_refused_naming_file_and_key(data):
     text = json.dumps(data)
+    prev = data.get("placement", data) if isinstance(data, dict) else data
     try:
         result, _text = mod.compute(params(previous_path="/srv/prev.json"), {"/srv/prev.json": text}.get)
     except PlacementError as exc:
-        assert "/srv/prev.json" in str(exc)
-        return
-    prev = data.get("placement", data) if isinstance(data, dict) else data
+        if "would get a writable primary without their data" not in str(exc):
+            assert "/srv/prev.json" in str(exc)
+            return
+        # well formed, but its projects' data is only on hosts the inventory lost: refused, naming them
+        result = None
     assert isinstance(prev, dict) and all(isinstance(v, list) and all(isinstance(h, str) for h in v)
                                           for v in prev.values())
-    assert result["previous_found"]
+    assert result is None or result["previous_found"]
 
 
 @pytest.mark.parametrize("text, key", [('{"p1": "a1"}', '"p1"'), ('{"placement": {"p2": [1]}}', '"p2"'),
