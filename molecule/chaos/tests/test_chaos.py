@@ -29,6 +29,15 @@ def projects_of(lab, primary):
     return sorted(p for p, (h, _e) in lab.primaries().items() if h == primary)
 
 
+def serving_host(lab, prefer="dc2-s2"):
+    """``prefer`` when etcd names it primary of some project, else the host serving the most (failovers since
+    the converge can leave a host serving none)."""
+    counts = {}
+    for host, _epoch in lab.primaries().values():
+        counts[host] = counts.get(host, 0) + 1
+    return prefer if counts.get(prefer) else max(sorted(counts), key=counts.get)
+
+
 def newest(host, ds):
     """(creation, name) of the copy's newest snapshot."""
     out = host.out("zfs list -H -p -t snapshot -o creation,name -s creation -d 1 %s | tail -1" % ds).split()
@@ -80,7 +89,7 @@ def test_primary_killed_mid_send_then_four_more_hosts_and_the_first_returns_as_a
     """The primary dies in the middle of a send (the most up-to-date copy wins), then four more of the
     project's six hosts die one after another (every write survives on the last one), then the first one
     returns: it learns the epoch before it sends, stays read-only, and its divergent tail is kept aside."""
-    old = "dc2-s2"
+    old = serving_host(lab)
     pid = projects_of(lab, old)[0]
     ds = "%s/%s" % (ROOT, pid)
     assert len(plan(lab[old])["projects"][pid]["ring"]) == 6
@@ -150,23 +159,26 @@ def test_primary_killed_mid_send_then_four_more_hosts_and_the_first_returns_as_a
 
 
 def test_a_dc_cut_off_fences_its_primaries_and_rejoins_as_replicas_with_tails_kept(lab):
-    dc = ["dc2-s1", "dc2-s2"]
     before = lab.primaries()
+    # the DC that serves the most primaries (failovers since the converge may leave one serving none)
+    site = max(sorted(set(h.split("-")[0] for h in lab.hosts)),
+               key=lambda d: sum(1 for h, _e in before.values() if h.startswith(d + "-")))
+    dc = sorted(h for h in lab.hosts if h.startswith(site + "-"))
     moved = dict((p, h) for h in dc for p in projects_of(lab, h))
-    holder = next(h for h in dc if projects_of(lab, h))  # (failovers since the converge may leave one with none)
+    holder = next(h for h in dc if projects_of(lab, h))
     pid = projects_of(lab, holder)[0]
     ds = "%s/%s" % (ROOT, pid)
     tail = write_known(lab[holder], ds, "f-tail", 1)  # written, never snapshotted: the divergent tail
     cut = time.monotonic()
     for h in dc:
         lab.link(h, False)
-    etcd_lab.link(etcd_lab.member("dc2"), "down")
+    etcd_lab.link(etcd_lab.member(site), "down")
     # the cut-off DC fences itself: its member has no quorum alone
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(lab.writable(h) for h in dc):
         time.sleep(1)
     fenced_in = time.monotonic() - cut
-    assert not any(lab.writable(h) for h in dc), "dc2 still writable %.0f s after the cut" % fenced_in
+    assert not any(lab.writable(h) for h in dc), "%s still writable %.0f s after the cut" % (site, fenced_in)
     assert all(lab.ha(h)["etcd"] == "unavailable" for h in dc)
     others = [h for h in sorted(lab.hosts) if h not in dc]
     deadline = time.monotonic() + FAILOVER_TIMEOUT
@@ -176,8 +188,8 @@ def test_a_dc_cut_off_fences_its_primaries_and_rejoins_as_replicas_with_tails_ke
             break
         time.sleep(1)
     took = time.monotonic() - cut
-    say("dc2 cut off: fenced itself in %.1f s; its %d primaries served elsewhere after %.1f s"
-        % (fenced_in, len(moved), took))
+    say("%s cut off: fenced itself in %.1f s; its %d primaries served elsewhere after %.1f s"
+        % (site, fenced_in, len(moved), took))
     assert all(now[p][0] in others and "%s/%s" % (ROOT, p) in lab.writable(now[p][0]) for p in moved), now
     # the rest lost one etcd member (dc2's) and nothing else: their primaries and epochs did not move
     assert dict((p, v) for p, v in now.items() if p not in moved) == \
@@ -188,7 +200,7 @@ def test_a_dc_cut_off_fences_its_primaries_and_rejoins_as_replicas_with_tails_ke
     # heal: the DC's copies rejoin as replicas, the tail is kept aside
     for h in dc:
         lab.link(h, True)
-    etcd_lab.link(etcd_lab.member("dc2"), "up")
+    etcd_lab.link(etcd_lab.member(site), "up")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not all(lab.ha(h).get("fresh") for h in dc):
         time.sleep(1)
@@ -208,10 +220,11 @@ def test_one_etcd_member_down_changes_nothing_two_stop_failovers_and_say_why(lab
     writable = dict((h, lab.writable(h)) for h in lab.hosts)
     etcd_lab.stop(etcd_lab.member("dc3"))
     stopped = time.monotonic()
-    pid = projects_of(lab, "dc2-s2")[0]
+    primary = serving_host(lab)
+    pid = projects_of(lab, primary)[0]
     ds = "%s/%s" % (ROOT, pid)
-    want = dict(checksums(lab["dc2-s2"], ds), **{"f-one-down": write_known(lab["dc2-s2"], ds, "f-one-down", 1)})
-    assert snapshot_and_send(lab["dc2-s2"])["failed"] == 0
+    want = dict(checksums(lab[primary], ds), **{"f-one-down": write_known(lab[primary], ds, "f-one-down", 1)})
+    assert snapshot_and_send(lab[primary])["failed"] == 0
     time.sleep(max(0.0, stopped + 25 - time.monotonic()))  # longer than a lease since the member stopped
     assert lab.primaries() == before
     assert dict((h, lab.writable(h)) for h in lab.hosts) == writable
@@ -225,7 +238,7 @@ def test_one_etcd_member_down_changes_nothing_two_stop_failovers_and_say_why(lab
     assert not any(lab.writable(h) for h in lab.hosts)
     st = lab.ha("dc1-s1")
     assert st["etcd"] == "unavailable" and "no failover" in st["reason"], st
-    report = agent(lab["dc2-s2"], "replicate", check=False)
+    report = agent(lab[primary], "replicate", check=False)
     assert "HA" in " ".join(report.get("replication", {}).get("errors", [])), report  # sends nothing, says why
 
     etcd_lab.start(etcd_lab.member("dc2"))
@@ -236,7 +249,7 @@ def test_one_etcd_member_down_changes_nothing_two_stop_failovers_and_say_why(lab
         time.sleep(1)
     assert dict((h, lab.writable(h)) for h in lab.hosts) == writable  # the same primaries, unfenced
     assert lab.primaries() == before  # no failover happened, no epoch moved
-    assert checksums(lab["dc2-s2"], ds) == want
+    assert checksums(lab[primary], ds) == want
 
 
 def failover_playbook(extra, check=False):
@@ -276,7 +289,7 @@ def test_an_operator_declares_a_live_primary_dead_and_revives_it(lab):
     declaration fences it (its lease revoked) and its projects are elected among their live copies once its
     window closes, with every replicated write; it stays a read-only replica while declared, and after it is
     revived (nothing moves back)."""
-    old = "dc2-s2"
+    old = serving_host(lab)
     mine, pid, ds, want = known_bytes_sent(lab, old, "f-op", 2)
     before, writable = lab.primaries(), lab.writable(old)
 
@@ -322,7 +335,7 @@ def test_without_quorum_an_operator_promotes_a_replica_and_etcd_takes_it_when_it
     its projects offline: writable at epoch + 1, its users write, it sends to the other copies. When etcd is back
     the HA loops declare the host dead and write each promotion by CAS; the dead host returns as a read-only
     replica of the new primary and gets every byte after it is revived."""
-    old = "dc2-s2"
+    old = serving_host(lab)
     mine, pid, ds, want = known_bytes_sent(lab, old, "f-before", 1)
     before = lab.primaries()
 

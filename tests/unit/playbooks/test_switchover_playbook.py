@@ -138,3 +138,11 @@ def test_with_ha_and_no_answer_from_etcd_nothing_is_planned(tmp_path):
     out, text, calls = switchover(tmp_path, pid, new)
     assert out.returncode != 0 and [c["args"] for c in calls] == [["ha-status"]]
     assert "etcd does not name a primary of p1 from %s (unavailable: no quorum)" % new in " ".join(text.split())
+
+
+def test_a_switchover_to_the_serving_primary_changes_nothing(tmp_path):
+    pid, old, _new = lab(tmp_path, {})
+    out, text, calls = switchover(tmp_path, pid, old)
+    assert out.returncode == 0, text[-3000:]
+    assert [c["args"] for c in calls] == [["ha-status"]]
+    assert "switchover of p1: %s (epoch 1) -> %s (epoch 1)" % (old, old) in " ".join(text.split())
