@@ -176,7 +176,7 @@ def test_request_id_makes_a_retried_insert_idempotent(gce, backend):
 
 # ---- operations
 def test_operation_goes_pending_running_done(gce, backend):
-    gce.state.configure(op_seconds=0.3)
+    gce.state.configure(op_seconds=3.0)  # (0.3 s was over before the second request on a loaded machine)
     request = compute_v1.InsertInstanceRequest(project="p", zone=ZONE, instance_resource=compute_v1.Instance(body()))
     op = backend.client("InstancesClient").insert(request=request)
     status = compute_v1.Operation.Status
