@@ -92,7 +92,7 @@ def test_a_switchover_starts_from_who_serves_now_when_told():
     assert summary == {"project": "p", "from": "b", "to": "c", "epoch_before": 3, "epoch": 4}
     assert current == {"p": {"epoch": 4, "primary": "c"}}
     current, summary = hp.switch(ring, {"p": {"primary": "b", "epoch": 3}}, "p", "a",
-                                        serving={"primary": "c", "epoch": 5})
+                                 serving={"primary": "c", "epoch": 5})
     assert summary["from"] == "c" and summary["epoch"] == 6 and current == {"p": {"epoch": 6}}
     current, summary = hp.switch(ring, {}, "p", "b", serving={"primary": "b", "epoch": 3})
     assert summary["from"] == summary["to"] == "b" and current == {}  # already there: nothing moves
