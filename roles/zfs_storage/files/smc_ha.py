@@ -1045,17 +1045,22 @@ def take_over(cfg, pid, me, epoch):
 
 
 def withdraw_switchover(cfg, pid, me, epoch):
-    """A switchover rolled back: this host's fenced copy may turn writable again only while etcd names this
-    host primary of ``pid`` at ``epoch`` (the promotion's CAS did not happen). The announcement is withdrawn
-    first, by CAS: a promotion that arrives later fails."""
+    """A switchover rolled back: this host's fenced copy (at ``epoch``, 0 when it never had one set) may turn
+    writable again only while etcd names this host primary of ``pid`` at that epoch or a later one no other
+    host held (an epoch this copy never saw is etcd's first, or one a failover gave back to this very host),
+    and the announcement, if any, is of the next epoch (the promotion's CAS did not happen). It is withdrawn
+    first, by CAS: a promotion that arrives later fails. Returns etcd's epoch (the copy's from now on)."""
     _ha, _lease, client, key, value, revision = _primary_entry(
         cfg, pid, "whether the switchover happened is unknown")
-    if value is None or value.get("host") != me or value.get("epoch") != epoch:
-        raise HaError("etcd has %s as primary of %s, not this host (%s) at epoch %d: the switchover or a failover "
-                      "happened; nothing changed" % (_named(value), pid, me, epoch))
-    if "switching" in value:
+    switching = (value or {}).get("switching")
+    if value is None or value.get("host") != me or not isinstance(value.get("epoch"), int) \
+            or value["epoch"] < epoch or (switching and switching.get("epoch") != value["epoch"] + 1):
+        raise HaError("etcd has %s as primary of %s, not this host (%s) at epoch %d or later: the switchover or a "
+                      "failover happened; nothing changed" % (_named(value), pid, me, epoch))
+    if switching:
         _swap(client, key, dict((k, v) for k, v in value.items() if k != "switching"), revision, pid,
               "nothing changed; run the rollback again")
+    return value["epoch"]
 
 
 def note_primary(ha, pid, host, epoch):

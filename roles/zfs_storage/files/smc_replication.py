@@ -868,7 +868,7 @@ def cmd_unfence(cfg, args, report):
     me = (plan or {}).get("host") or os.uname().nodename
     if (cfg.get("ha") or {}).get("enabled"):
         import smc_ha  # noqa: E402 (next to this file)
-        smc_ha.withdraw_switchover(cfg, args.project, me, have["epoch"])
+        epoch = smc_ha.withdraw_switchover(cfg, args.project, me, have["epoch"])
     else:
         if getattr(args, "unanswered", False):
             raise ReplicationError("the new primary did not answer: without HA nothing tells whether it was "
@@ -876,13 +876,14 @@ def cmd_unfence(cfg, args, report):
                                    "it was not); nothing changed")
         entry = (plan or {}).get("projects", {}).get(args.project)
         role = entry and host_plan.targets(plan, args.project)[0]
-        if role != "primary" or entry["epoch"] != have["epoch"]:
-            raise ReplicationError("the plan does not name this host primary of %s at epoch %d (%s): the "
+        if role != "primary" or entry["epoch"] < have["epoch"]:
+            raise ReplicationError("the plan does not name this host primary of %s at epoch %d or later (%s): the "
                                    "switchover may have happened; nothing changed"
                                    % (args.project, have["epoch"], "not in the plan" if entry is None else
                                       "%s at epoch %d" % (host_plan.targets(plan, args.project)[1], entry["epoch"])))
-    make_primary(ds, have["epoch"])
-    report.update(dataset=ds, epoch=have["epoch"], unfenced=True)
+        epoch = entry["epoch"]
+    make_primary(ds, epoch)
+    report.update(dataset=ds, epoch=epoch, unfenced=True)
     sync_limits(cfg, report)
 
 

@@ -118,7 +118,7 @@ def test_a_rollback_withdraws_the_announcement_and_a_late_promotion_fails(tmp_pa
 
 @pytest.mark.parametrize("host, epoch, said", [
     ("b", 4, "etcd has b at epoch 4 as primary of p"),  # the promotion's CAS happened
-    ("a", 4, "etcd has a at epoch 4"),  # (a later epoch: not this copy's)
+    ("a", 2, "etcd has a at epoch 2"),  # (an earlier epoch than this copy's: not its own)
 ])
 def test_a_promotion_that_reached_etcd_is_never_rolled_back(tmp_path, etcd, zfs, host, epoch, said):
     cfg = cfg_for(tmp_path, etcd.url)
@@ -161,9 +161,10 @@ def test_hostile_project_names_are_refused(tmp_path, zfs, project):
 
 def test_without_ha_the_plan_decides(tmp_path, zfs):
     assert unfence(cfg_for(tmp_path))["unfenced"] is True
-    for primary, epoch, said in ((1, 4, "b at epoch 4"), (0, 4, "a at epoch 4")):
+    for primary, epoch, said in ((1, 4, "b at epoch 4"), (0, 2, "a at epoch 2")):
         zfs.calls.clear()
-        with pytest.raises(repl.ReplicationError, match="does not name this host primary of p at epoch 3 .%s." % said):
+        with pytest.raises(repl.ReplicationError, match="does not name this host primary of p at epoch 3 or later "
+                                                        ".%s." % said):
             unfence(cfg_for(tmp_path, plan_primary=primary, plan_epoch=epoch))
         assert zfs.calls == []
 
@@ -184,3 +185,26 @@ def test_without_ha_a_new_primary_that_did_not_answer_leaves_the_fence(tmp_path,
     with pytest.raises(repl.ReplicationError, match="the new primary did not answer: without HA nothing tells"):
         repl.cmd_unfence(cfg_for(tmp_path), types.SimpleNamespace(project="p", unanswered=True), report)
     assert zfs.calls == [] and report == {}
+
+
+def test_a_copy_that_never_had_an_epoch_set_takes_etcds(tmp_path, etcd, zfs, monkeypatch):
+    """A project never moved since its seed has no smc:epoch on its copy (0) while etcd has epoch 1 (the lab's
+    chaos case found this): the rollback makes it writable at etcd's epoch."""
+    listing = repl.listing
+    monkeypatch.setattr(repl, "listing", lambda root, names=None: dict(
+        (ds, dict(v, epoch=0)) for ds, v in listing(root, names).items()))
+    cfg = cfg_for(tmp_path, etcd.url)
+    held_lease(cfg)
+    etcd_names(etcd, "a", 1, switching={"to": "b", "epoch": 2})
+    assert unfence(cfg) == {"dataset": DS, "epoch": 1, "unfenced": True}
+    assert zfs.calls == [("make_primary", DS, 1), ("sync_limits",)]
+    assert etcd_primary(etcd) == {"host": "a", "epoch": 1, "lease": 0}
+
+
+def test_an_announcement_of_another_epoch_is_not_withdrawn(tmp_path, etcd, zfs):
+    cfg = cfg_for(tmp_path, etcd.url)
+    held_lease(cfg)
+    etcd_names(etcd, "a", 3, switching={"to": "b", "epoch": 7})
+    with pytest.raises(smc_ha.HaError, match="nothing changed"):
+        unfence(cfg)
+    assert zfs.calls == [] and etcd_primary(etcd)["switching"] == {"to": "b", "epoch": 7}
