@@ -169,4 +169,9 @@ def fixture_lab(chaos_lab):
         etcd_lab.start(m)
         etcd_lab.link(m, "up")
     assert sampler.samples > 0
-    assert not sampler.violations, "two writable copies: %s" % sampler.violations[:5]
+    if sampler.violations:  # what the hosts' HA loops did (the next case's restore loses it)
+        hosts = sorted(set(h for _t, bad in sampler.violations for hs in bad.values() for h in hs))
+        logs = "\n".join("--- %s\n%s" % (h, chaos_lab.hosts[h].out(
+            "journalctl -u smc-ha --since -10min -o short-iso --no-pager | grep -v '\"kept\": true' | tail -60",
+            check=False)) for h in hosts)
+        raise AssertionError("two writable copies: %s\n%s" % (sampler.violations[:5], logs))
