@@ -419,7 +419,8 @@ def test_a_switchover_whose_new_primary_dies_is_rolled_back_with_every_write(lab
     started = time.monotonic()
     play = subprocess.Popen(["ansible-playbook", "-i", os.path.join(repo, "inventory", "lab", "hosts.yml"),
                              os.path.join(repo, "playbooks", "switchover.yml"), "-e", "project=%s" % pid,
-                             "-e", "to=%s" % new, "-e", json.dumps({"ansible_ssh_common_args": ssh})],
+                             "-e", "to=%s" % new, "-e", json.dumps({"ansible_ssh_common_args": ssh,
+                                                                    "switchover_promote_timeout": 30})],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=repo)
     lines = []
     for line in play.stdout:
