@@ -807,8 +807,8 @@ def cmd_fence(cfg, args, report):
         if not getattr(args, "to", None):
             raise ReplicationError("with HA on, fence needs --to HOST (the new primary): etcd is told of the "
                                    "switchover before any write stops; nothing changed")
-        me = (load_plan(cfg, authority=False) or {}).get("host") or os.uname().nodename
-        report["switching"] = smc_ha.announce_switchover(cfg, args.project, me, args.to)
+        report["switching"] = smc_ha.announce_switchover(cfg, args.project, plan_host(load_plan(cfg, authority=False)),
+                                                         args.to)
     run(["zfs", "set", "readonly=on", "smc:fenced=switchover", ds])  # (not the HA loop's to undo)
     run(["zpool", "sync", ds.split("/")[0]], check=False)
     written = int(run(["zfs", "get", "-H", "-p", "-o", "value", "written", ds]).stdout.strip() or 0)
@@ -845,8 +845,8 @@ def cmd_promote(cfg, args, report):
         raise ReplicationError("%s was written to after its newest snapshot; nothing changed" % ds)
     if (cfg.get("ha") or {}).get("enabled"):
         import smc_ha  # noqa: E402 (next to this file)
-        me = (load_plan(cfg, authority=False) or {}).get("host") or os.uname().nodename
-        report["etcd_before"] = smc_ha.take_over(cfg, args.project, me, args.epoch)
+        report["etcd_before"] = smc_ha.take_over(cfg, args.project, plan_host(load_plan(cfg, authority=False)),
+                                                 args.epoch)
     make_primary(ds, args.epoch)
     report.update(dataset=ds, epoch=args.epoch, guid=latest["guid"], promoted=True)
     sync_limits(cfg, report)
@@ -865,26 +865,30 @@ def cmd_unfence(cfg, args, report):
         raise ReplicationError("%s is not fenced by a switchover (smc:fenced is %s); nothing changed"
                                % (ds, "unset" if mark in (None, "-") else mark))
     plan = load_plan(cfg, authority=False)
-    me = (plan or {}).get("host") or os.uname().nodename
     if (cfg.get("ha") or {}).get("enabled"):
         import smc_ha  # noqa: E402 (next to this file)
-        epoch = smc_ha.withdraw_switchover(cfg, args.project, me, have["epoch"])
+        epoch = smc_ha.withdraw_switchover(cfg, args.project, plan_host(plan), have["epoch"])
     else:
         if getattr(args, "unanswered", False):
             raise ReplicationError("the new primary did not answer: without HA nothing tells whether it was "
                                    "promoted; look at it, then run switchover.yml again (or unfence once you know "
                                    "it was not); nothing changed")
         entry = (plan or {}).get("projects", {}).get(args.project)
-        role = entry and host_plan.targets(plan, args.project)[0]
+        role, primary, _targets = host_plan.targets(plan, args.project) if entry else (None, None, None)
         if role != "primary" or entry["epoch"] < have["epoch"]:
             raise ReplicationError("the plan does not name this host primary of %s at epoch %d or later (%s): the "
                                    "switchover may have happened; nothing changed"
                                    % (args.project, have["epoch"], "not in the plan" if entry is None else
-                                      "%s at epoch %d" % (host_plan.targets(plan, args.project)[1], entry["epoch"])))
+                                      "%s at epoch %d" % (primary, entry["epoch"])))
         epoch = entry["epoch"]
     make_primary(ds, epoch)
     report.update(dataset=ds, epoch=epoch, unfenced=True)
     sync_limits(cfg, report)
+
+
+def plan_host(plan):
+    """This host's name: the plan's (``load_plan``'s result, None without a plan), else the node name."""
+    return (plan or {}).get("host") or os.uname().nodename
 
 
 def make_primary(ds, epoch):

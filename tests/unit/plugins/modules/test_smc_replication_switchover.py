@@ -37,11 +37,12 @@ def cfg_for(tmp_path, url=None, me="a", plan_primary=0, plan_epoch=3):
 
 @pytest.fixture(name="zfs")
 def fixture_zfs(monkeypatch):
-    """DS at epoch 3, fenced by ``zfs.mark``; make_primary and sync_limits are noted, nothing else runs."""
+    """DS at ``zfs.epoch`` (3), fenced by ``zfs.mark``; make_primary and sync_limits are noted, nothing else
+    runs."""
     calls = []
-    zfs = types.SimpleNamespace(calls=calls, mark="switchover")
+    zfs = types.SimpleNamespace(calls=calls, mark="switchover", epoch=3)
     monkeypatch.setattr(repl, "listing", lambda root, names=None: {DS: {
-        "snapshots": [{"name": "smc_1", "guid": 7, "creation": 100, "txg": 5}], "bookmarks": [], "epoch": 3,
+        "snapshots": [{"name": "smc_1", "guid": 7, "creation": 100, "txg": 5}], "bookmarks": [], "epoch": zfs.epoch,
         "written": 0, "resume_token": None, "readonly": True, "role": "primary"}})
     monkeypatch.setattr(repl, "props", lambda ds, names: {"smc:fenced": zfs.mark})
     monkeypatch.setattr(repl, "make_primary", lambda ds, epoch: calls.append(("make_primary", ds, epoch)))
@@ -61,6 +62,14 @@ def etcd_primary(etcd):
 
 def held_lease(cfg, me="a"):
     smc_ha.write_state(cfg["ha"]["state"], {"host": me, "lease": 42, "primary": {}})
+
+
+def primary_a(tmp_path, etcd, epoch=3, **more):
+    """Host a's config, with a fresh lease, while etcd names it primary of p at ``epoch`` (``more``: fields)."""
+    cfg = cfg_for(tmp_path, etcd.url)
+    held_lease(cfg)
+    etcd_names(etcd, "a", epoch, **more)
+    return cfg
 
 
 def unfence(cfg, project="p"):
@@ -94,25 +103,25 @@ def test_announced_switchover_promotes_once_and_only_to_its_target(tmp_path, etc
 
 @pytest.mark.parametrize("to", ["a", "-b", "b\n", "../b", "", None])
 def test_an_announcement_names_another_host(tmp_path, etcd, to):
-    cfg = cfg_for(tmp_path, etcd.url)
-    held_lease(cfg)
-    etcd_names(etcd, "a", 3)
+    cfg = primary_a(tmp_path, etcd)
     with pytest.raises(smc_ha.HaError, match="to: .* is not another host's name"):
         smc_ha.announce_switchover(cfg, "p", "a", to)
     assert etcd_primary(etcd) == {"host": "a", "epoch": 3, "lease": 0}
 
 
-def test_a_rollback_withdraws_the_announcement_and_a_late_promotion_fails(tmp_path, etcd, zfs):
-    cfg = cfg_for(tmp_path, etcd.url)
-    held_lease(cfg)
-    etcd_names(etcd, "a", 3, switching={"to": "b", "epoch": 4})
-    assert unfence(cfg) == {"dataset": DS, "epoch": 3, "unfenced": True}
-    assert zfs.calls == [("make_primary", DS, 3), ("sync_limits",)]
-    assert etcd_primary(etcd) == {"host": "a", "epoch": 3, "lease": 0}
+# (copy's smc:epoch, etcd's): a project never moved since its seed has no smc:epoch on its copy (0) while
+# etcd has epoch 1 (the lab's chaos case found this); the rollback makes it writable at etcd's epoch.
+@pytest.mark.parametrize("mine, etcds", [(3, 3), (0, 1)])
+def test_a_rollback_withdraws_the_announcement_and_a_late_promotion_fails(tmp_path, etcd, zfs, mine, etcds):
+    zfs.epoch = mine
+    cfg = primary_a(tmp_path, etcd, etcds, switching={"to": "b", "epoch": etcds + 1})
+    assert unfence(cfg) == {"dataset": DS, "epoch": etcds, "unfenced": True}
+    assert zfs.calls == [("make_primary", DS, etcds), ("sync_limits",)]
+    assert etcd_primary(etcd) == {"host": "a", "epoch": etcds, "lease": 0}
     late = cfg_for(tmp_path / "b", etcd.url, me="b")
     held_lease(late, "b")
-    with pytest.raises(smc_ha.HaError, match="no switchover to b at epoch 4 announced"):
-        smc_ha.take_over(late, "p", "b", 4)
+    with pytest.raises(smc_ha.HaError, match="no switchover to b at epoch %d announced" % (etcds + 1)):
+        smc_ha.take_over(late, "p", "b", etcds + 1)
     assert etcd_primary(etcd)["host"] == "a"
 
 
@@ -143,9 +152,7 @@ def test_without_a_fresh_lease_or_an_answer_from_etcd_nothing_changes(tmp_path, 
 
 @pytest.mark.parametrize("mark, said", [("lease", "smc:fenced is lease"), ("-", "smc:fenced is unset")])
 def test_only_a_switchover_fence_is_undone(tmp_path, etcd, zfs, mark, said):
-    cfg = cfg_for(tmp_path, etcd.url)
-    held_lease(cfg)
-    etcd_names(etcd, "a", 3)
+    cfg = primary_a(tmp_path, etcd)
     zfs.mark = mark
     with pytest.raises(repl.ReplicationError, match="not fenced by a switchover .%s." % said):
         unfence(cfg)
@@ -172,9 +179,7 @@ def test_without_ha_the_plan_decides(tmp_path, zfs):
 def test_with_ha_a_fence_without_its_target_changes_nothing(tmp_path, etcd, zfs, monkeypatch):
     ran = []
     monkeypatch.setattr(repl, "run", lambda argv, check=True: ran.append(argv))
-    cfg = cfg_for(tmp_path, etcd.url)
-    held_lease(cfg)
-    etcd_names(etcd, "a", 3)
+    cfg = primary_a(tmp_path, etcd)
     with pytest.raises(repl.ReplicationError, match="fence needs --to HOST"):
         repl.cmd_fence(cfg, types.SimpleNamespace(project="p", to=None), {})
     assert ran == [] and etcd_primary(etcd) == {"host": "a", "epoch": 3, "lease": 0}
@@ -187,24 +192,8 @@ def test_without_ha_a_new_primary_that_did_not_answer_leaves_the_fence(tmp_path,
     assert zfs.calls == [] and report == {}
 
 
-def test_a_copy_that_never_had_an_epoch_set_takes_etcds(tmp_path, etcd, zfs, monkeypatch):
-    """A project never moved since its seed has no smc:epoch on its copy (0) while etcd has epoch 1 (the lab's
-    chaos case found this): the rollback makes it writable at etcd's epoch."""
-    listing = repl.listing
-    monkeypatch.setattr(repl, "listing", lambda root, names=None: dict(
-        (ds, dict(v, epoch=0)) for ds, v in listing(root, names).items()))
-    cfg = cfg_for(tmp_path, etcd.url)
-    held_lease(cfg)
-    etcd_names(etcd, "a", 1, switching={"to": "b", "epoch": 2})
-    assert unfence(cfg) == {"dataset": DS, "epoch": 1, "unfenced": True}
-    assert zfs.calls == [("make_primary", DS, 1), ("sync_limits",)]
-    assert etcd_primary(etcd) == {"host": "a", "epoch": 1, "lease": 0}
-
-
 def test_an_announcement_of_another_epoch_is_not_withdrawn(tmp_path, etcd, zfs):
-    cfg = cfg_for(tmp_path, etcd.url)
-    held_lease(cfg)
-    etcd_names(etcd, "a", 3, switching={"to": "b", "epoch": 7})
+    cfg = primary_a(tmp_path, etcd, switching={"to": "b", "epoch": 7})
     with pytest.raises(smc_ha.HaError, match="nothing changed"):
         unfence(cfg)
     assert zfs.calls == [] and etcd_primary(etcd)["switching"] == {"to": "b", "epoch": 7}
