@@ -82,7 +82,7 @@ def test_targets_come_from_the_inventory_at_the_vpn_address(default):
         {"targets": ["192.0.2.12:9100"], "labels": {"instance": "dc1-s2", "dc": "dc1"}},
         {"targets": ["dc2-s1:9100"], "labels": {"instance": "dc2-s1", "dc": "dc2"}}]
     assert jobs["etcd"]["static_configs"] == [
-        {"targets": ["10.88.1.1:2379"], "labels": {"instance": "etcd-1", "dc": "dc1"}}]
+        {"targets": ["10.88.1.1:2381"], "labels": {"instance": "etcd-1", "dc": "dc1"}}]
     assert jobs["etcd"]["scheme"] == "http"
     assert jobs["prometheus"]["static_configs"] == [{"targets": ["127.0.0.1:9090"]}]
 
