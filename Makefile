@@ -20,7 +20,7 @@ export ANSIBLE_CALLBACKS_ENABLED ?= smc_task_times
 PLAYBOOK := ansible-playbook
 # In priority order: default converges the lab the others start from; under make test's budget a scenario
 # whose forecast (its stated CI minutes times this machine's measured speed) does not fit is listed, not run.
-SCENARIOS ?= default replication limits monitoring zfs tinc chaos
+SCENARIOS ?= default replication limits monitoring coordination zfs tinc chaos
 ifndef SMC_TEST_START
 SMC_TEST_START := $(shell date +%s)
 endif
