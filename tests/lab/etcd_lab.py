@@ -9,8 +9,11 @@ wired to the lab's private bridge like a VM (so a DC can be cut off with its sto
   etcd_lab.py status             JSON: member, address, pid, running, health
   etcd_lab.py ctl ARGS...        etcdctl against the cluster, from a member's namespace
 
-Members are etcd-dc1..etcd-dc3 at <prefix>.201..203 (the guests are .11 and up). Timings are for a loaded
-2-core controller running six TCG guests: heartbeat 250 ms, election timeout 2500 ms.
+Members are etcd-dc1..etcd-dc3 at <prefix>.201..203 (the guests are .11 and up). Each runs from the config
+file role coordination writes (plugins/module_utils/etcd_member.py): TLS between members and for clients,
+client certificates required, from the lab's CA in <cache>/etcd/ca (the inventory's smc_ca_dir, which also
+signs the agents' client certificates). Timings are the role's defaults, for a loaded 2-core controller
+running six TCG guests: heartbeat 250 ms, election timeout 2500 ms. Snapshot 'blank' is an empty cluster.
 """
 import json
 import os
@@ -20,11 +23,17 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                "plugins", "module_utils"))
+import etcd_member  # noqa: E402 (the collection's own, as role coordination uses it)
+import tls_ca  # noqa: E402
+
 NETNS = os.environ.get("SMC_LAB_NETNS", "smclab")
 BRIDGE = os.environ.get("SMC_LAB_BRIDGE", "smcbr0")
 PREFIX = os.environ.get("SMC_LAB_SUBNET_PREFIX", "10.77.0")
 DCS = tuple(os.environ.get("SMC_LAB_DCS", "dc1,dc2,dc3").split(","))
-HEARTBEAT_MS, ELECTION_MS = 250, 2500
+TIMINGS = {"heartbeat_ms": 250, "election_ms": 2500, "quota_backend_bytes": 512 * 1024 * 1024}
+EMPTY = "blank"
 
 
 class EtcdLabError(Exception):
@@ -48,7 +57,11 @@ def member(name):
 
 
 def endpoints():
-    return ["http://%s:2379" % m["address"] for m in members()]
+    return etcd_member.client_urls(members())
+
+
+def ca_dir():
+    return os.path.join(cache(), "ca")
 
 
 def sh(*args, check=True):
@@ -83,7 +96,29 @@ def wire(m):
 
 def paths(m):
     base = os.path.join(cache(), m["name"])
-    return {"data": os.path.join(base, "data"), "pid": base + ".pid", "log": base + ".log"}
+    # data-tls: a data directory of the members' earlier plain-HTTP cluster is never reused.
+    return {"data": os.path.join(base, "data-tls"), "pid": base + ".pid", "log": base + ".log",
+            "config": base + ".json", "ca": os.path.join(ca_dir(), "ca.crt"), "cert": base + ".crt",
+            "key": base + ".key"}
+
+
+def tls_args(m):
+    p = paths(m)
+    return ["--cacert", p["ca"], "--cert", p["cert"], "--key", p["key"]]
+
+
+def certify(m):
+    """The member's key and a certificate from the lab's CA (made once; again when names or CA changed)."""
+    p = paths(m)
+    os.makedirs(os.path.dirname(p["key"]), exist_ok=True)
+    ca_pem, _created = tls_ca.ensure_ca(ca_dir(), "smc-lab-ca")
+    if not os.path.exists(p["key"]):
+        tls_ca.make_key(p["key"])
+    sans = [m["address"], "127.0.0.1", "localhost"]
+    current = open(p["cert"], encoding="ascii").read() if os.path.exists(p["cert"]) else None
+    if tls_ca.certificate_problems(current, p["key"], ca_pem, m["name"], sans):
+        with open(p["cert"], "w", encoding="ascii") as f:
+            f.write(tls_ca.sign(ca_dir(), tls_ca.make_csr(p["key"], m["name"]), m["name"], sans))
 
 
 def pid_of(m):
@@ -99,21 +134,28 @@ def pid_of(m):
         return None
 
 
+def from_config(pid):
+    """Whether the running member was started from its config file (a member of the earlier plain-HTTP lab,
+    started with flags, is replaced)."""
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return b"--config-file" in f.read().split(b"\0")
+
+
 def start(m):
-    if pid_of(m):
+    pid = pid_of(m)
+    if pid and from_config(pid):
         return False
+    if pid:
+        stop(m)
     p = paths(m)
     os.makedirs(os.path.dirname(p["data"]), exist_ok=True)
-    cluster = ",".join("%s=http://%s:2380" % (x["name"], x["address"]) for x in members())
-    args = ["ip", "netns", "exec", m["netns"], "etcd", "--name", m["name"], "--data-dir", p["data"],
-            "--listen-peer-urls", "http://%s:2380" % m["address"],
-            "--initial-advertise-peer-urls", "http://%s:2380" % m["address"],
-            "--listen-client-urls", "http://%s:2379,http://127.0.0.1:2379" % m["address"],
-            "--advertise-client-urls", "http://%s:2379" % m["address"],
-            "--initial-cluster", cluster, "--initial-cluster-token", "smc-lab",
-            "--initial-cluster-state", "new",
-            "--heartbeat-interval", str(HEARTBEAT_MS), "--election-timeout", str(ELECTION_MS),
-            "--snapshot-count", "10000", "--quota-backend-bytes", str(512 * 1024 * 1024)]
+    certify(m)
+    listed = [{"name": x["name"], "address": x["address"], "dc": x["dc"]} for x in members()]
+    config = etcd_member.member_config(m["name"], listed, {k: p[k] for k in ("ca", "cert", "key")}, p["data"],
+                                       "new", "smc-lab", TIMINGS, metrics_port=0)
+    with open(p["config"], "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=1, sort_keys=True)
+    args = ["ip", "netns", "exec", m["netns"], "etcd", "--config-file", p["config"]]
     with open(p["log"], "ab") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     with open(p["pid"], "w", encoding="utf-8") as f:
@@ -141,13 +183,13 @@ def ctl(*args, via=None):
     m = member(via) if via else next((x for x in members() if pid_of(x)), members()[0])
     env = dict(os.environ, ETCDCTL_API="3")
     return subprocess.run(["ip", "netns", "exec", m["netns"], "etcdctl", "--endpoints", ",".join(endpoints()),
-                           "--command-timeout", "5s", "--dial-timeout", "2s"] + list(args),
+                           "--command-timeout", "5s", "--dial-timeout", "2s"] + tls_args(m) + list(args),
                           capture_output=True, text=True, env=env, check=False)
 
 
 def healthy(m):
-    p = subprocess.run(["ip", "netns", "exec", m["netns"], "etcdctl", "--endpoints", "http://%s:2379" % m["address"],
-                        "--command-timeout", "3s", "endpoint", "health"], capture_output=True, text=True,
+    p = subprocess.run(["ip", "netns", "exec", m["netns"], "etcdctl", "--endpoints", etcd_member.client_urls([m])[0],
+                        "--command-timeout", "3s", "endpoint", "health"] + tls_args(m), capture_output=True, text=True,
                        env=dict(os.environ, ETCDCTL_API="3"), check=False)
     return p.returncode == 0
 
@@ -189,7 +231,7 @@ def link(m, state):
 
 def save(snap):
     """Stop the members, copy their data dirs to snapshots/SNAP, start them again."""
-    target = os.path.join(cache(), "snapshots", snap)
+    target = snapshot_dir(snap)
     running = [m for m in members() if stop(m)]
     try:
         shutil.rmtree(target, ignore_errors=True)
@@ -201,8 +243,13 @@ def save(snap):
             start(m)
 
 
+def snapshot_dir(snap):
+    return os.path.join(cache(), "snapshots-tls", snap)
+
+
 def has(snap):
-    return all(os.path.isdir(os.path.join(cache(), "snapshots", snap, m["name"])) for m in members())
+    """Whether snapshot SNAP can be restored ('blank', an empty cluster, always can)."""
+    return snap == EMPTY or all(os.path.isdir(os.path.join(snapshot_dir(snap), m["name"])) for m in members())
 
 
 def stop_all():
@@ -211,14 +258,17 @@ def stop_all():
 
 
 def restore(snap, wait=True):
-    """Members stopped, data back from snapshots/SNAP, members started (their leases get a full TTL again)."""
-    source = os.path.join(cache(), "snapshots", snap)
+    """Members stopped, data back from snapshots/SNAP (none saved of 'blank': an empty cluster), members
+    started (their leases get a full TTL again)."""
+    source = snapshot_dir(snap)
     if not has(snap):
         raise EtcdLabError("no etcd snapshot %r in %s" % (snap, source))
+    empty = not os.path.isdir(os.path.join(source, members()[0]["name"]))
     for m in members():
         stop(m)
         shutil.rmtree(paths(m)["data"], ignore_errors=True)
-        shutil.copytree(os.path.join(source, m["name"]), paths(m)["data"])
+        if not empty:
+            shutil.copytree(os.path.join(source, m["name"]), paths(m)["data"])
         wire(m)
         link(m, "up")
     for m in members():
