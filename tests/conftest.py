@@ -15,3 +15,9 @@ if not os.path.exists(_LINK):
 for _path in (_COLLECTIONS, os.path.join(_ROOT, "tests")):  # tests/: the GCE test endpoint package
     if _path not in sys.path:
         sys.path.insert(0, _path)
+
+# module_utils/tls_ca runs openssl through the caller's runner (a module passes AnsibleModule.run_command).
+import local_commands  # noqa: E402 pylint: disable=wrong-import-position
+from ansible_collections.smc.backend.plugins.module_utils import tls_ca  # noqa: E402 pylint: disable=wrong-import-position
+
+tls_ca.use(local_commands.run)

@@ -13,11 +13,10 @@ import ipaddress
 import os
 import re
 import secrets
-import subprocess
 import tempfile
 import time
 
-__all__ = ["TlsError", "name_error", "san_error", "make_key", "make_csr", "ensure_ca", "sign",
+__all__ = ["use", "TlsError", "name_error", "san_error", "make_key", "make_csr", "ensure_ca", "sign",
            "certificate_problems", "USAGES"]
 
 NAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?\Z")
@@ -56,14 +55,27 @@ def _is_ip(value):
         return False
 
 
+_RUN = []
+
+
+def use(run_command):
+    """Route every openssl call through ``run_command(args, data=None) -> (rc, stdout, stderr)``: a module
+    passes ``AnsibleModule.run_command``, a script its own runner. Returns the previous one."""
+    previous = _RUN[0] if _RUN else None
+    _RUN[:] = [run_command]
+    return previous
+
+
 def _openssl(args, stdin=None):
+    if not _RUN:
+        raise TlsError("tls_ca: no command runner: call tls_ca.use(run_command) first")
     try:
-        p = subprocess.run(["openssl"] + args, input=stdin, capture_output=True, text=True, check=False)
+        rc, out, err = _RUN[0](["openssl"] + args, data=stdin)
     except OSError as exc:
         raise TlsError("openssl could not run (%s): install the openssl package" % exc) from exc
-    if p.returncode != 0:
-        raise TlsError("openssl %s failed: %s" % (args[0], (p.stderr or p.stdout).strip()[-600:]))
-    return p.stdout
+    if rc != 0:
+        raise TlsError("openssl %s failed: %s" % (args[0], (err or out).strip()[-600:]))
+    return out
 
 
 def _write_private(path, writer):

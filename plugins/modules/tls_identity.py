@@ -152,6 +152,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    tls_ca.use(lambda args, data=None: module.run_command(args, data=data, binary_data=True))
     for name in ("key_path", "cert_path", "ca_path"):
         error = path_error(name, p[name])
         if error:

@@ -8,7 +8,7 @@ module: tls_sign
 short_description: The coordination CA on the controller - its certificate, and certificates signed for host keys
 version_added: 0.2.0
 description:
-  - Run on the controller (C(delegate_to: localhost)). Keeps the CA's key and certificate in O(ca_dir)
+  - Run on the controller (C(delegate_to) C(localhost)). Keeps the CA's key and certificate in O(ca_dir)
     (made on first use with O(create_ca); the key never leaves that directory and is never returned).
   - With O(csr), signs a certificate for the request's key with the O(common_name), O(subject_alt_names)
     and O(usage) given here - never those the request asks for - after checking the request's signature and
@@ -20,6 +20,7 @@ attributes:
     description: Creates no CA and signs nothing; reports what it would do.
   diff_mode:
     support: none
+    description: Certificates are public and the CA key is never shown; there is no file diff to give.
 options:
   ca_dir:
     description: Directory of C(ca.key) and C(ca.crt) on the controller (keep it out of the repository and back it up).
@@ -104,6 +105,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    tls_ca.use(lambda args, data=None: module.run_command(args, data=data, binary_data=True))
     if not p["ca_dir"].startswith("/") or "/../" in p["ca_dir"] + "/":
         module.fail_json(msg="ca_dir: %r must be an absolute path without '..' parts" % p["ca_dir"])
     if not 1 <= p["days"] <= 3650:

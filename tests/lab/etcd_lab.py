@@ -23,10 +23,13 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                "plugins", "module_utils"))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [os.path.join(_REPO, "plugins", "module_utils"), os.path.join(_REPO, "tests")]
 import etcd_member  # noqa: E402 (the collection's own, as role coordination uses it)
+import local_commands  # noqa: E402
 import tls_ca  # noqa: E402
+
+tls_ca.use(local_commands.run)
 
 NETNS = os.environ.get("SMC_LAB_NETNS", "smclab")
 BRIDGE = os.environ.get("SMC_LAB_BRIDGE", "smcbr0")

@@ -14,4 +14,3 @@ def fixture_lab(tmp_path_factory):
     hosts, _common = lab_ssh.lab_hosts(tmp_path_factory.mktemp("cp"))
     assert len(hosts) == 6, sorted(hosts)
     return hosts
-

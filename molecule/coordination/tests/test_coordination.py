@@ -13,10 +13,14 @@ import lab_ssh  # tests/lab, on sys.path by conftest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.join(REPO, "plugins", "module_utils"))
 sys.path.insert(0, os.path.join(REPO, "tests"))
+import local_commands  # noqa: E402
 import tls_ca  # noqa: E402 (the collection's CA code, run here as the controller runs it)
 from etcd_local import LocalEtcd  # noqa: E402
 
-INVENTORY = os.path.join(REPO, "molecule", "coordination", "inventory")
+tls_ca.use(local_commands.run)
+
+INVENTORY = ["-i", os.path.join(REPO, "inventory", "lab", "hosts.yml"),
+             "-i", os.path.join(REPO, "molecule", "coordination", "inventory", "groups.yml")]
 MEMBERS = ("dc1-s1", "dc2-s1", "dc3-s1")
 CLIENT_DIR = "/etc/smc-etcd-client"
 
@@ -25,7 +29,7 @@ def playbook(*args, check=True):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
                ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".collections"))
     env.pop("ANSIBLE_INVENTORY", None)
-    p = subprocess.run(["ansible-playbook", "-i", INVENTORY] + list(args), capture_output=True, text=True,
+    p = subprocess.run(["ansible-playbook"] + INVENTORY + list(args), capture_output=True, text=True,
                        env=env, cwd=REPO, timeout=900, check=False)
     if check:
         assert p.returncode == 0, p.stdout[-5000:] + p.stderr[-3000:]

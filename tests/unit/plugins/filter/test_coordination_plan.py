@@ -22,8 +22,8 @@ def test_a_new_cluster_starts_every_member_as_new():
     assert p["mode"] == "bootstrap" and p["joining"] == []
     assert p["endpoints"] == ["https://10.77.0.201:2379", "https://10.77.0.202:2379", "https://10.77.0.203:2379"]
     assert {c["initial-cluster-state"] for c in p["configs"].values()} == {"new"}
-    assert p["configs"]["e2"]["name"] == "e2" and p["members"][1] == {"name": "e2", "address": "10.77.0.202",
-                                                                       "dc": "dc2", "host": "e2"}
+    assert p["configs"]["e2"]["name"] == "e2"
+    assert p["members"][1] == {"name": "e2", "address": "10.77.0.202", "dc": "dc2", "host": "e2"}
 
 
 def test_one_new_member_joins_and_the_others_keep_their_files():

@@ -23,7 +23,7 @@ def issue(ca, tmp_path, name, sans, usage="server_client"):
     tls_ca.make_key(key)
     cert = tls_ca.sign(ca[0], tls_ca.make_csr(key, name), name, sans, usage)
     (tmp_path / (name + ".crt")).write_text(cert)
-    return key, str(tmp_path / (name + ".crt")), cert
+    return key, cert
 
 
 def test_the_ca_is_made_once_and_its_key_is_private(ca):
@@ -39,7 +39,7 @@ def test_a_ca_dir_holding_half_a_ca_is_refused(ca):
 
 
 def test_a_signed_certificate_is_fine_until_key_names_ca_or_time_differ(ca, tmp_path):
-    key, _crt, cert = issue(ca, tmp_path, "etcd-dc1", ["10.77.0.201", "etcd-dc1"])
+    key, cert = issue(ca, tmp_path, "etcd-dc1", ["10.77.0.201", "etcd-dc1"])
     assert os.stat(key).st_mode & 0o777 == 0o600
     assert tls_ca.certificate_problems(cert, key, ca[1], "etcd-dc1", ["etcd-dc1", "10.77.0.201"]) == []
     assert tls_ca.certificate_problems(None, key, ca[1], "etcd-dc1", []) == ["no certificate yet"]
@@ -52,7 +52,7 @@ def test_a_signed_certificate_is_fine_until_key_names_ca_or_time_differ(ca, tmp_
     tls_ca.make_key(other_key)
     assert tls_ca.certificate_problems(cert, other_key, ca[1], "etcd-dc1", ["10.77.0.201", "etcd-dc1"]) == [
         "issued for another key"]
-    other_ca, _ = tls_ca.ensure_ca(str(tmp_path / "other-ca"), "other")
+    other_ca = tls_ca.ensure_ca(str(tmp_path / "other-ca"), "other")[0]
     assert tls_ca.certificate_problems(cert, key, other_ca, "etcd-dc1", ["10.77.0.201", "etcd-dc1"]) == [
         "not signed by the current CA"]
 
@@ -80,7 +80,8 @@ def test_hostile_names_are_refused_before_openssl_runs(ca, name):
 def test_etcd_serves_only_clients_with_a_certificate_from_the_ca(ca, tmp_path):
     etcd = LocalEtcd(tmp_path / "data", name="etcd-a")
     member = [{"name": "etcd-a", "address": "127.0.0.1", "dc": "dc1"}]
-    key, crt, _ = issue(ca, tmp_path, "etcd-a", ["127.0.0.1"])
+    key, _cert = issue(ca, tmp_path, "etcd-a", ["127.0.0.1"])
+    crt = str(tmp_path / "etcd-a.crt")
     config = etcd_member.member_config("etcd-a", member, {"ca": os.path.join(ca[0], "ca.crt"), "cert": crt, "key": key},
                                        etcd.data_dir, client_port=etcd.client_port, peer_port=etcd.peer_port,
                                        local_client=False, metrics_port=0)
@@ -90,9 +91,10 @@ def test_etcd_serves_only_clients_with_a_certificate_from_the_ca(ca, tmp_path):
                             stderr=open(str(tmp_path / "etcd.log"), "wb"))
     try:
         url = "https://127.0.0.1:%d" % etcd.client_port
-        ckey, ccrt, _ = issue(ca, tmp_path, "dc1-s1", [], usage="client")
+        ckey = issue(ca, tmp_path, "dc1-s1", [], usage="client")[0]
+        ccrt = str(tmp_path / "dc1-s1.crt")
         good = etcd_v3.Client([url], timeout=5.0, ca_file=os.path.join(ca[0], "ca.crt"), cert_file=ccrt, key_file=ckey)
-        for _ in range(100):
+        for _attempt in range(100):
             try:
                 good.put("/smc/unit", "over tls")
                 break
