@@ -7,8 +7,9 @@ say() { printf '[deps] %s\n' "$*" >&2; }
 die() { printf 'deps: ERROR: %s\n' "$*" >&2; exit 1; }
 
 # prometheus: its promtool checks and unit-tests the alert rules (tests/unit/monitoring).
-# etcd-server, etcd-client: the lab's coordination members (tests/lab/etcd_lab.py, one per DC in a namespace).
-APT_PKGS="qemu-system-x86 qemu-utils debootstrap libvirt-daemon-system libvirt-clients iproute2 e2fsprogs openssh-client rsync git make prometheus etcd-server etcd-client"
+# etcd-server, etcd-client: the lab's coordination members (tests/lab/etcd_lab.py, one per DC in a namespace);
+# openssl: the CA that signs their certificates and the agents' (role tls_certificate runs it on the controller).
+APT_PKGS="qemu-system-x86 qemu-utils debootstrap libvirt-daemon-system libvirt-clients iproute2 e2fsprogs openssh-client rsync git make prometheus etcd-server etcd-client openssl"
 # dpkg-query exits 1 when any package is unknown to dpkg (a fresh machine): that is an answer, not an error.
 missing=$( (dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $APT_PKGS 2>/dev/null || true) | awk '$1 != "ii" {print $2}')
 for p in $APT_PKGS; do dpkg-query -W "$p" >/dev/null 2>&1 || missing="$missing $p"; done
