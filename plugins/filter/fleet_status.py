@@ -33,6 +33,14 @@ options:
   now:
     description: Current Unix time, for the lag of records that give only their last success.
     type: float
+  coordination:
+    description: >-
+      The registered command result (stdout: one JSON line of C(smc-etcdctl endpoint status --cluster -w json),
+      one of C(endpoint health --cluster -w json)) read on O(coordination_host), or null.
+    type: dict
+  coordination_host:
+    description: Name of the coordination (etcd) host asked; empty when the inventory has none.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -79,7 +87,8 @@ def _plain(value):
     return dict(value) if isinstance(value, dict) else None
 
 
-def fleet_status(hosts, hostvars, alerts=None, monitoring_host=None, now=None):
+def fleet_status(hosts, hostvars, alerts=None, monitoring_host=None, now=None, coordination=None,
+                 coordination_host=None):
     """The fleet summary of ``hosts`` from their variables in ``hostvars``."""
     if isinstance(hosts, (str, bytes)) or not isinstance(hosts, (list, tuple)):
         raise AnsibleFilterError("fleet_status: input must be a list of host names, got %s" % type(hosts).__name__)
@@ -95,7 +104,8 @@ def fleet_status(hosts, hostvars, alerts=None, monitoring_host=None, now=None):
         now = None if now is None else float(now)
     except (TypeError, ValueError):
         raise AnsibleFilterError("fleet_status: now must be a Unix time, got %r" % (now,)) from None
-    return summarize(raw, alerts=_plain(alerts), monitoring_host=monitoring_host or None, now=now)
+    return summarize(raw, alerts=_plain(alerts), monitoring_host=monitoring_host or None, now=now,
+                     coordination=_plain(coordination), coordination_host=coordination_host or None)
 
 
 class FilterModule:

@@ -126,9 +126,42 @@ def _alerts(result, monitoring_host):
     return dict(source=monitoring_host, firing=firing, error=None)
 
 
-def summarize(hosts, alerts=None, monitoring_host=None, now=None):
+def _coordination(result, source):
+    """etcd as one member sees the cluster: ``result`` the command result of ``smc-etcdctl endpoint status
+    --cluster -w json`` and ``endpoint health --cluster -w json``, one JSON line each."""
+    if not source:
+        return dict(source=None, members=[], healthy=0, leader=None, revision=None, error="no coordination host in the inventory")
+    lines = ((result or {}).get("stdout") or "").splitlines() if isinstance(result, dict) else []
+    try:
+        status, health = (json.loads(line) for line in (lines + ["[]", "[]"])[:2])
+    except ValueError:
+        status, health = None, None
+    if not isinstance(status, list) or not isinstance(health, list) or not (status or health):
+        why = (result or {}).get("stderr") or (result or {}).get("msg") if isinstance(result, dict) else None
+        return dict(source=source, members=[], healthy=0, leader=None, revision=None,
+                    error="etcd did not answer on %s: %s" % (source, (why or "no status").strip()[-200:]))
+    healthy = {h.get("endpoint"): bool(h.get("health")) for h in health if isinstance(h, dict)}
+    members, leader, revision = [], None, None
+    for st in status:
+        if not isinstance(st, dict) or not isinstance(st.get("Status"), dict):
+            continue
+        s, endpoint = st["Status"], st.get("Endpoint")
+        is_leader = s.get("leader") == (s.get("header") or {}).get("member_id")
+        leader = endpoint if is_leader else leader
+        revision = max(revision or 0, int((s.get("header") or {}).get("revision") or 0))
+        members.append(dict(endpoint=endpoint, healthy=healthy.get(endpoint, False), leader=is_leader,
+                            db_bytes=int(s.get("dbSize") or 0)))
+    for endpoint in sorted(set(healthy) - {m["endpoint"] for m in members}):
+        members.append(dict(endpoint=endpoint, healthy=healthy[endpoint], leader=False, db_bytes=None))
+    members.sort(key=lambda m: m["endpoint"] or "")
+    return dict(source=source, members=members, healthy=sum(1 for m in members if m["healthy"]), leader=leader,
+                revision=revision, error=None)
+
+
+def summarize(hosts, alerts=None, monitoring_host=None, now=None, coordination=None, coordination_host=None):
     """The fleet summary: ``hosts`` is {name: {"dc", "zpool", "agent"}} (raw command results), ``alerts`` the
-    uri result of Prometheus' /api/v1/alerts, ``monitoring_host`` its name (None: no monitoring host)."""
+    uri result of Prometheus' /api/v1/alerts, ``monitoring_host`` its name (None: no monitoring host),
+    ``coordination`` the etcd status read on ``coordination_host`` (None: no coordination host)."""
     summary_hosts = [_host(name, hosts[name] or {}, now) for name in sorted(hosts)]
     dcs = {}
     for h in summary_hosts:
@@ -148,6 +181,7 @@ def summarize(hosts, alerts=None, monitoring_host=None, now=None):
             copies=sum(r["copies"] for r in reporting), failing=sum(r["failing"] for r in reporting),
             never=sum(r["never"] for r in reporting), lag_seconds=percentiles(lags)),
         alerts=_alerts(alerts, monitoring_host),
+        coordination=_coordination(coordination, coordination_host),
     )
 
 
@@ -205,6 +239,16 @@ def _replication_line(r):
         r["hosts_without_status"])
 
 
+def _coordination_line(c):
+    if c["error"]:
+        return "etcd: %s" % c["error"]
+    sick = [m["endpoint"] for m in c["members"] if not m["healthy"]]
+    db = max((m["db_bytes"] for m in c["members"] if m["db_bytes"] is not None), default=None)
+    return "etcd: %d of %d members healthy%s, leader %s, revision %s%s" % (
+        c["healthy"], len(c["members"]), " (not: %s)" % ", ".join(sick) if sick else "", c["leader"] or "none",
+        c["revision"], ", db %s" % human_bytes(db) if db is not None else "")
+
+
 def render_text(summary):
     """The summary as lines for one screen: hosts by DC, pools, replication, alerts firing."""
     hosts = {h["name"]: h for h in summary["hosts"]}
@@ -216,6 +260,9 @@ def render_text(summary):
         lines.extend(_host_line(hosts[n]) for n in names)
     lines.append(_pools_line(summary["pools"]))
     lines.append(_replication_line(summary["replication"]))
+    c = summary.get("coordination")
+    if c:
+        lines.append(_coordination_line(c))
     a = summary["alerts"]
     if a["error"]:
         lines.append("alerts: %s" % a["error"])

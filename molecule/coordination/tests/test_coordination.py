@@ -134,6 +134,11 @@ def test_a_backup_restores_every_key_written(lab, tmp_path):
         etcd.stop()
 
 
+def test_the_status_playbook_shows_every_member_healthy_and_the_leader():
+    _rc, out = playbook("playbooks/status.yml")
+    assert "etcd: 3 of 3 members healthy, leader https://" in out, out[-3000:]
+
+
 def test_a_member_removed_and_joined_again_keeps_every_key(lab):
     want = put_known(lab["dc1-s1"], "/smc-test/membership", 30)
     rc, out = playbook("playbooks/coordination_remove_member.yml", "-e", "coordination_remove=dc3-s1", check=False)

@@ -120,3 +120,39 @@ def test_human_bytes(n, text):
                                      (90000, "1d 1h")])
 def test_human_seconds(s, text):
     assert fs.human_seconds(s) == text
+
+
+# What smc-etcdctl printed on a lab member (2026-12-07): endpoint status, then endpoint health, one line each.
+ETCD_STATUS = ('[{"Endpoint":"https://10.77.0.202:2379","Status":{"header":{"cluster_id":1853278024169007370,'
+               '"member_id":814224772227262605,"revision":31,"raft_term":5},"version":"3.4.23","dbSize":36864,'
+               '"leader":814224772227262605,"raftIndex":50}},{"Endpoint":"https://10.77.0.201:2379","Status":'
+               '{"header":{"cluster_id":1853278024169007370,"member_id":4029906267628516354,"revision":31,'
+               '"raft_term":5},"version":"3.4.23","dbSize":36864,"leader":814224772227262605,"raftIndex":50}}]')
+ETCD_HEALTH = ('[{"endpoint":"https://10.77.0.203:2379","health":false,"took":"5s","error":"context deadline exceeded"},'
+               '{"endpoint":"https://10.77.0.201:2379","health":true,"took":"27.6ms"},'
+               '{"endpoint":"https://10.77.0.202:2379","health":true,"took":"33.7ms"}]')
+
+
+def test_etcd_members_leader_and_the_one_down():
+    s = fs.summarize(HOSTS, now=NOW, coordination=ok(ETCD_STATUS + "\n" + ETCD_HEALTH + "\n"),
+                     coordination_host="dc1-e1")
+    c = s["coordination"]
+    assert c["error"] is None and c["healthy"] == 2 and c["revision"] == 31
+    assert c["leader"] == "https://10.77.0.202:2379"
+    assert [(m["endpoint"], m["healthy"], m["leader"]) for m in c["members"]] == [
+        ("https://10.77.0.201:2379", True, False), ("https://10.77.0.202:2379", True, True),
+        ("https://10.77.0.203:2379", False, False)]
+    line = [x for x in fs.render_text(s) if x.startswith("etcd:")]
+    assert line == ["etcd: 2 of 3 members healthy (not: https://10.77.0.203:2379), leader https://10.77.0.202:2379, "
+                    "revision 31, db 36.0 KiB"]
+
+
+@pytest.mark.parametrize("result, host, words", [
+    (None, None, "no coordination host in the inventory"),
+    ({"unreachable": True, "msg": "ssh: timed out"}, "dc1-e1", "etcd did not answer on dc1-e1: ssh: timed out"),
+    (ok("[]\n[]\n"), "dc1-e1", "etcd did not answer on dc1-e1"),
+    (ok("Error: context deadline exceeded\n"), "dc1-e1", "etcd did not answer on dc1-e1"),
+])
+def test_etcd_without_a_host_or_an_answer(result, host, words):
+    c = fs.summarize(HOSTS, now=NOW, coordination=result, coordination_host=host)["coordination"]
+    assert c["members"] == [] and words in c["error"]
