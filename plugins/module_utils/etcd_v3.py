@@ -219,6 +219,22 @@ class Client:
             out[_text(kv["key"])] = (_text(kv.get("value")), int(kv.get("mod_revision") or 0), int(kv.get("lease") or 0))
         return out, int((answer.get("header") or {}).get("revision") or 0)
 
+    def range_many(self, prefixes=(), keys=(), batch=128):
+        """Like :meth:`range`, for several prefixes and single keys at once: as few transactions as etcd
+        allows (128 operations each), every one after the first read at the first one's revision, so the
+        answer is one consistent view (what a host reads of a million projects' keys: only its own)."""
+        ops = [{"key": _b64(p), "range_end": _b64(prefix_end(p))} for p in prefixes] + [{"key": _b64(k)} for k in keys]
+        out, revision = {}, 0
+        for start in range(0, len(ops), batch):
+            chunk = [dict(op, revision=str(revision)) if revision else op for op in ops[start:start + batch]]
+            answer = self.call("kv/txn", {"success": [{"request_range": op} for op in chunk]})
+            revision = revision or int((answer.get("header") or {}).get("revision") or 0)
+            for response in answer.get("responses") or []:
+                for kv in (response.get("response_range") or {}).get("kvs") or []:
+                    out[_text(kv["key"])] = (_text(kv.get("value")), int(kv.get("mod_revision") or 0),
+                                             int(kv.get("lease") or 0))
+        return out, revision
+
     def revision(self, key):
         """The store's revision, by a linearizable read of one key that returns no value (cheap at any size):
         equal to the revision of an earlier read, it says that no key anywhere changed since."""

@@ -117,3 +117,26 @@ def test_a_watch_on_a_member_cut_off_from_its_peers_ends_and_moves_to_another_me
     finally:
         for m in members:
             m.stop()
+
+
+def test_range_many_reads_exactly_the_prefixes_and_keys_asked_in_one_view(etcd):
+    client = etcd_v3.Client([etcd.url])
+    client.put_many([("/many/primary/p%03d" % i, "v%d" % i) for i in range(300)])
+    client.put_many([("/many/hosts/h%d" % i, "up") for i in range(3)] + [("/many/candidates/p007/2/h1", "c")])
+    wanted = ["/many/primary/p%03d" % i for i in range(0, 300, 2)]  # 150 keys: two transactions with the prefixes
+    kvs, revision = client.range_many(prefixes=["/many/hosts/", "/many/candidates/p007/"], keys=wanted + ["/many/none"])
+    assert sorted(kvs) == sorted(wanted + ["/many/hosts/h%d" % i for i in range(3)] + ["/many/candidates/p007/2/h1"])
+    assert kvs["/many/primary/p010"][0] == "v10" and revision == client.revision("/many/x")
+    # Every transaction after the first reads at the first one's revision: a later write is not in the view.
+    calls, other = [], etcd_v3.Client([etcd.url])
+    real = client.call
+
+    def call_then_write(path, body):
+        answer = real(path, body)
+        if not calls:
+            other.put("/many/primary/p298", "changed")
+        calls.append(path)
+        return answer
+    client.call = call_then_write
+    kvs = client.range_many(keys=["/many/primary/p%03d" % i for i in range(300)], batch=100)[0]
+    assert len(calls) == 3 and kvs["/many/primary/p298"][0] == "v298"

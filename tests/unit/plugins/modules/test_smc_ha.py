@@ -137,12 +137,12 @@ def test_a_switchover_note_renews_the_state_and_keeps_its_time_in_the_mtime_only
 
 
 class CountingClient(etcd_v3.Client):
-    """A real client that counts its full reads."""
+    """A real client that counts its full reads (of this host's keys)."""
     ranges = 0
 
-    def range(self, prefix):
+    def range_many(self, prefixes=(), keys=(), batch=128):
         self.ranges += 1
-        return super().range(prefix)
+        return super().range_many(prefixes, keys, batch)
 
 
 def test_a_quiet_pass_reads_one_key_and_a_full_read_follows_any_change(tmp_path, monkeypatch):
@@ -170,5 +170,30 @@ def test_a_quiet_pass_reads_one_key_and_a_full_read_follows_any_change(tmp_path,
         loop.checked -= loop.ha["recheck_every"]  # and so does a due recheck, revision or not
         loop.step()
         assert loop.client.ranges == 3
+    finally:
+        server.stop()
+
+
+def test_a_pass_reads_only_the_keys_of_this_hosts_projects(tmp_path, monkeypatch):
+    """A million projects' keys are not read by every host: only every lease, and the primary and candidates
+    of the projects this host holds a copy of."""
+    server = LocalEtcd(tmp_path / "etcd").start()
+    try:
+        plan = {"format": 1, "host": "b", "hosts": ["a", "b"], "addresses": ["10.88.0.1", "10.88.0.2"],
+                "projects": {"p": {"ring": [0, 1], "primary": 1, "epoch": 2}}}
+        (tmp_path / "plan.json").write_text(json.dumps(plan))
+        loop = loop_for(tmp_path, endpoints=(server.url,))
+        loop.client = etcd_v3.Client([server.url])
+        loop.lease = loop.client.grant(60)
+        loop.last_renew = time.monotonic()
+        loop.client.put("/smc/hosts/b", "{}", lease=loop.lease)
+        loop.client.put("/smc/primary/p", json.dumps({"host": "b", "epoch": 2, "lease": loop.lease}))
+        loop.client.put_many([("/smc/primary/q%04d" % i, json.dumps({"host": "a", "epoch": 1})) for i in range(500)]
+                             + [("/smc/candidates/q0001/2/a", "{}"), ("/smc/primaryx", "{}")])
+        kvs = loop.read_mine(plan)[0]
+        assert sorted(kvs) == ["/smc/hosts/b", "/smc/primary/p"]
+        monkeypatch.setattr(smc_ha.repl, "run", lambda args, check=True: subprocess.CompletedProcess(args, 0, "", ""))
+        loop.step()
+        assert smc_ha.read_state(loop.ha)["primary"] == {"p": {"host": "b", "epoch": 2}}
     finally:
         server.stop()
