@@ -28,7 +28,7 @@ PREFIX = "/smc/"
 
 def best(fn, repeat):
     times, result = [], None
-    for _ in range(repeat):
+    for _attempt in range(repeat):
         started = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - started)
@@ -36,7 +36,7 @@ def best(fn, repeat):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--projects", type=int, default=100000)
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--copies", type=int, default=6)
