@@ -7,6 +7,7 @@ import os
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from hypothesis import given, settings, strategies as st
 
 from ansible_collections.smc.backend.plugins.modules import tls_identity, tls_sign
 
@@ -86,3 +87,29 @@ def test_a_link_at_the_key_path_is_refused(tmp_path, paths):
     os.symlink("/etc/passwd", paths["key_path"])
     r = run(tls_identity, ca_certificate=ca["ca_certificate"], **paths)
     assert r["failed"] and "symbolic link" in r["msg"]
+
+
+HOSTILE = st.one_of(
+    st.sampled_from(["-subj", "a/b", "..", "a..b", "a\nb", "a,DNS:evil", "a b", "", "\u00e9t\u00e9", "x" * 80, "a=b",
+                     "CN=x/O=y", "1.2.3.4\n"]),
+    st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=12).map(lambda t: "h" + t + "\n"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=HOSTILE, field=st.sampled_from(["common_name", "san"]))
+def test_generated_hostile_names_are_refused_before_any_file_is_written(tmp_path_factory, value, field):
+    tmp = tmp_path_factory.mktemp("h")
+    (tmp / "pki").mkdir()
+    ca = run(tls_sign, ca_dir=str(tmp / "ca"))
+    paths = {"key_path": str(tmp / "pki" / "m.key"), "cert_path": str(tmp / "pki" / "m.crt"),
+             "ca_path": str(tmp / "pki" / "ca.crt"), "common_name": "etcd-dc1", "subject_alt_names": []}
+    if field == "common_name":
+        paths["common_name"] = value
+    else:
+        paths["subject_alt_names"] = [value]
+    r = run(tls_identity, ca_certificate=ca["ca_certificate"], **paths)
+    assert r["failed"] and ("common_name" in r["msg"] or "subject_alt_names" in r["msg"]), r
+    assert os.listdir(str(tmp / "pki")) == []
+    signed = run(tls_sign, ca_dir=str(tmp / "ca"), csr="-----BEGIN CERTIFICATE REQUEST-----", common_name=value
+                 if field == "common_name" else "etcd-dc1", subject_alt_names=[] if field == "common_name" else [value])
+    assert signed["failed"] and "certificate" not in signed
