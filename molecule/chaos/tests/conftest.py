@@ -99,6 +99,22 @@ class Lab:
         return dict((k.rsplit("/", 1)[1], (json.loads(v)["host"], json.loads(v)["epoch"]))
                     for k, v in zip(lines[0::2], lines[1::2]))
 
+    def writable_anywhere(self):
+        """{host: its writable copies} of the hosts that have any, every host asked at once (one host after
+        another, a busy fencing guest's slow answers made the sum look like a slow fence)."""
+        found, threads = {}, []
+
+        def one(name):
+            copies = self.writable(name)
+            if copies:
+                found[name] = copies
+        for name in self.hosts:
+            threads.append(threading.Thread(target=one, args=(name,)))
+            threads[-1].start()
+        for t in threads:
+            t.join()
+        return found
+
     def writable(self, name):
         """The host's writable copies of placed projects (the HA loop's; demo datasets outside the placement
         are not its business)."""
