@@ -27,7 +27,8 @@ INVENTORY = {"all": {"children": {
         "dc1": {"hosts": {"dc1-s1": {"dc": "dc1", "ansible_host": "127.0.0.1", "vpn_address": "10.88.0.1"},
                           "dc1-s2": {"dc": "dc1", "ansible_host": "192.0.2.12"}}},
         "dc2": {"hosts": {"dc2-s1": {"dc": "dc2"}}}}},
-    "coordination": {"hosts": {"etcd-1": {"vpn_address": "10.88.1.1", "dc": "dc1"}}},
+    "coordination": {"hosts": {"etcd-1": {"vpn_address": "10.88.1.1", "dc": "dc1"},
+                               "etcd-2": {"vpn_address": "10.88.1.2", "private_ip": "10.77.0.202", "dc": "dc2"}}},
     "monitoring": {"hosts": {"mon-1": {"ansible_connection": "local"}}},
 }}}
 
@@ -82,7 +83,9 @@ def test_targets_come_from_the_inventory_at_the_vpn_address(default):
         {"targets": ["192.0.2.12:9100"], "labels": {"instance": "dc1-s2", "dc": "dc1"}},
         {"targets": ["dc2-s1:9100"], "labels": {"instance": "dc2-s1", "dc": "dc2"}}]
     assert jobs["etcd"]["static_configs"] == [
-        {"targets": ["10.88.1.1:2381"], "labels": {"instance": "etcd-1", "dc": "dc1"}}]
+        {"targets": ["10.88.1.1:2381"], "labels": {"instance": "etcd-1", "dc": "dc1"}},
+        # (etcd's metrics listen on the member's own address, as role coordination configures them)
+        {"targets": ["10.77.0.202:2381"], "labels": {"instance": "etcd-2", "dc": "dc2"}}]
     assert jobs["etcd"]["scheme"] == "http"
     assert jobs["prometheus"]["static_configs"] == [{"targets": ["127.0.0.1:9090"]}]
 
