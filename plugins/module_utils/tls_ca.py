@@ -38,9 +38,7 @@ def san_error(sans, where="subject_alt_names"):
     if not isinstance(sans, list):
         return "%s: give a list of host names and IP addresses; got %r" % (where, sans)
     for i, san in enumerate(sans):
-        if isinstance(san, str) and not _is_ip(san) and name_error(san) is None:
-            continue
-        if isinstance(san, str) and _is_ip(san):
+        if isinstance(san, str) and (_is_ip(san) or name_error(san) is None):
             continue
         return ("%s[%d]: %r is neither an IP address nor a host name (letters, digits, '.' and '-')"
                 % (where, i, san))
@@ -213,9 +211,9 @@ def certificate_problems(cert_pem, key_path, ca_pem, common_name, sans, renew_da
         subject = _openssl(["x509", "-noout", "-subject", "-nameopt", "RFC2253"], stdin=cert_pem).strip()
         if subject != "subject=CN=" + common_name:
             problems.append("its subject is %s, not CN=%s" % (subject[len("subject="):], common_name))
-        want = sorted(str(ipaddress.ip_address(s)) if _is_ip(s) else s for s in sans)
-        if _sans_of(cert_pem) != want:
-            problems.append("names %s, not %s" % (",".join(_sans_of(cert_pem)) or "none", ",".join(want) or "none"))
+        want, have = sorted(str(ipaddress.ip_address(s)) if _is_ip(s) else s for s in sans), _sans_of(cert_pem)
+        if have != want:
+            problems.append("names %s, not %s" % (",".join(have) or "none", ",".join(want) or "none"))
         try:
             _openssl(["x509", "-noout", "-checkend", str(int(renew_days) * 86400)], stdin=cert_pem)
         except TlsError:

@@ -183,7 +183,8 @@ def main():
                 result.update(needs_certificate=True, problems=["no key yet"])
                 module.exit_json(**result)
             tls_ca.make_key(p["key_path"])
-        if gid is not None and (os.stat(p["key_path"]).st_gid != gid or os.stat(p["key_path"]).st_mode & 0o777 != 0o640):
+        key_stat = os.stat(p["key_path"])
+        if gid is not None and (key_stat.st_gid != gid or key_stat.st_mode & 0o777 != 0o640):
             result["changed"] = True
             if not module.check_mode:
                 os.chown(p["key_path"], 0, gid)
@@ -200,8 +201,9 @@ def main():
         writes = []
         if p["certificate"] is not None and problems and p["certificate"] != current:
             writes.append((p["cert_path"], current, p["certificate"]))
-        if read(p["ca_path"]) != p["ca_certificate"]:
-            writes.append((p["ca_path"], read(p["ca_path"]), p["ca_certificate"]))
+        current_ca = read(p["ca_path"])
+        if current_ca != p["ca_certificate"]:
+            writes.append((p["ca_path"], current_ca, p["ca_certificate"]))
         if problems and p["certificate"] is None:
             result["csr"] = tls_ca.make_csr(p["key_path"], p["common_name"])
         if writes:
