@@ -142,25 +142,21 @@ def coordination_plan(hosts, hostvars, tls, data_dir, with_data=None, previous=N
         if not isinstance((tls or {}).get(key), str) or not tls[key].startswith("/"):
             raise AnsibleFilterError("coordination TLS paths: %s must be an absolute path" % key)
     name_of = dict(zip(hosts, (m["name"] for m in members)))
-    with_data = dict(with_data or {})
+    running = [name_of[h] for h in hosts if (with_data or {}).get(h)]
     try:
-        join = etcd_member.join_plan(members, [name_of[h] for h in hosts if with_data.get(h)])
+        join = etcd_member.join_plan(members, running)
     except ValueError as exc:
         raise AnsibleFilterError(str(exc)) from None
-    running = [m["name"] for m in members if with_data.get(next(h for h in hosts if name_of[h] == m["name"]))]
+    state = "new" if join["mode"] == "bootstrap" else "existing"
     configs = {}
     for h in hosts:
         me = name_of[h]
-        if join["mode"] == "bootstrap":
-            config = etcd_member.member_config(me, members, tls, data_dir, "new", cluster_token, timings,
-                                               client_port, peer_port)
-        else:
-            joining = me in join["joining"]
-            config = etcd_member.member_config(me, members, tls, data_dir, "existing", cluster_token, timings,
-                                               client_port, peer_port, initial=running + [me] if joining else None)
-            kept = None if joining else _previous_initial((previous or {}).get(h))
-            if kept:
-                config.update(kept)
+        joining = me in join["joining"]
+        config = etcd_member.member_config(me, members, tls, data_dir, state, cluster_token, timings, client_port,
+                                           peer_port, initial=running + [me] if joining else None)
+        kept = None if joining or state == "new" else _previous_initial((previous or {}).get(h))
+        if kept:
+            config.update(kept)
         configs[h] = config
     return {
         "members": [dict(m, host=h) for h, m in zip(hosts, members)],
