@@ -145,7 +145,11 @@ class CountingClient(etcd_v3.Client):
         return super().range_many(prefixes, keys, batch)
 
 
-def test_a_quiet_pass_reads_one_key_and_a_full_read_follows_any_change(tmp_path, monkeypatch):
+@pytest.fixture(name="serving")
+def fixture_serving(tmp_path, monkeypatch):
+    """Host b of a real etcd, holding its lease and named primary of project p, with a client that counts its
+    full reads: (loop, plan). No zfs here: the dataset listing is empty, and nothing else runs zfs for a
+    serving primary."""
     server = LocalEtcd(tmp_path / "etcd").start()
     try:
         plan = {"format": 1, "host": "b", "hosts": ["a", "b"], "addresses": ["10.88.0.1", "10.88.0.2"],
@@ -157,43 +161,34 @@ def test_a_quiet_pass_reads_one_key_and_a_full_read_follows_any_change(tmp_path,
         loop.last_renew = time.monotonic()
         loop.client.put("/smc/hosts/b", "{}", lease=loop.lease)
         loop.client.put("/smc/primary/p", json.dumps({"host": "b", "epoch": 2, "lease": loop.lease}))
-        # no zfs here: the dataset listing is empty, and nothing else runs zfs for a serving primary
         monkeypatch.setattr(smc_ha.repl, "run", lambda args, check=True: subprocess.CompletedProcess(args, 0, "", ""))
-        loop.step()
-        assert loop.client.ranges == 1 and smc_ha.read_state(loop.ha)["primary"]["p"]["host"] == "b"
-        age(loop.ha["state"], 5)
-        loop.step()  # nothing changed anywhere: one key read, the state confirmed
-        assert loop.client.ranges == 1 and time.time() - os.stat(loop.ha["state"]).st_mtime < 2
-        loop.client.put("/elsewhere", "x")  # any write moves etcd's revision: the next pass reads everything
-        loop.step()
-        assert loop.client.ranges == 2
-        loop.checked -= loop.ha["recheck_every"]  # and so does a due recheck, revision or not
-        loop.step()
-        assert loop.client.ranges == 3
+        yield loop, plan
     finally:
         server.stop()
 
 
-def test_a_pass_reads_only_the_keys_of_this_hosts_projects(tmp_path, monkeypatch):
+def test_a_quiet_pass_reads_one_key_and_a_full_read_follows_any_change(serving):
+    loop, _plan = serving
+    loop.step()
+    assert loop.client.ranges == 1 and smc_ha.read_state(loop.ha)["primary"]["p"]["host"] == "b"
+    age(loop.ha["state"], 5)
+    loop.step()  # nothing changed anywhere: one key read, the state confirmed
+    assert loop.client.ranges == 1 and time.time() - os.stat(loop.ha["state"]).st_mtime < 2
+    loop.client.put("/elsewhere", "x")  # any write moves etcd's revision: the next pass reads everything
+    loop.step()
+    assert loop.client.ranges == 2
+    loop.checked -= loop.ha["recheck_every"]  # and so does a due recheck, revision or not
+    loop.step()
+    assert loop.client.ranges == 3
+
+
+def test_a_pass_reads_only_the_keys_of_this_hosts_projects(serving):
     """A million projects' keys are not read by every host: only every lease, and the primary and candidates
     of the projects this host holds a copy of."""
-    server = LocalEtcd(tmp_path / "etcd").start()
-    try:
-        plan = {"format": 1, "host": "b", "hosts": ["a", "b"], "addresses": ["10.88.0.1", "10.88.0.2"],
-                "projects": {"p": {"ring": [0, 1], "primary": 1, "epoch": 2}}}
-        (tmp_path / "plan.json").write_text(json.dumps(plan))
-        loop = loop_for(tmp_path, endpoints=(server.url,))
-        loop.client = etcd_v3.Client([server.url])
-        loop.lease = loop.client.grant(60)
-        loop.last_renew = time.monotonic()
-        loop.client.put("/smc/hosts/b", "{}", lease=loop.lease)
-        loop.client.put("/smc/primary/p", json.dumps({"host": "b", "epoch": 2, "lease": loop.lease}))
-        loop.client.put_many([("/smc/primary/q%04d" % i, json.dumps({"host": "a", "epoch": 1})) for i in range(500)]
-                             + [("/smc/candidates/q0001/2/a", "{}"), ("/smc/primaryx", "{}")])
-        kvs = loop.read_mine(plan)[0]
-        assert sorted(kvs) == ["/smc/hosts/b", "/smc/primary/p"]
-        monkeypatch.setattr(smc_ha.repl, "run", lambda args, check=True: subprocess.CompletedProcess(args, 0, "", ""))
-        loop.step()
-        assert smc_ha.read_state(loop.ha)["primary"] == {"p": {"host": "b", "epoch": 2}}
-    finally:
-        server.stop()
+    loop, plan = serving
+    loop.client.put_many([("/smc/primary/q%04d" % i, json.dumps({"host": "a", "epoch": 1})) for i in range(500)]
+                         + [("/smc/candidates/q0001/2/a", "{}"), ("/smc/primaryx", "{}")])
+    kvs = loop.read_mine(plan)[0]
+    assert sorted(kvs) == ["/smc/hosts/b", "/smc/primary/p"]
+    loop.step()
+    assert smc_ha.read_state(loop.ha)["primary"] == {"p": {"host": "b", "epoch": 2}}
