@@ -104,3 +104,16 @@ fi
 (cd "$mp" && find . -maxdepth 1 -type f -name 'f-*' -exec sha256sum {} + | sort -k2)
 """ % ds)
     return dict((line.split()[1][2:], line.split()[0]) for line in out.splitlines())
+
+
+def playbook(*args, inventories=None, check=True):
+    """ansible-playbook from this checkout against the lab, as ops run it: (rc, its output on one line, the
+    callback's wrapping undone). ``check``: fail the test on a non-zero rc, with the output's end."""
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"))
+    env.pop("ANSIBLE_INVENTORY", None)
+    command = ["ansible-playbook"] + [arg for path in inventories or [INVENTORY] for arg in ("-i", path)] + list(args)
+    p = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900, check=False)
+    if check:
+        assert p.returncode == 0, p.stdout[-5000:] + p.stderr[-3000:]
+    return p.returncode, " ".join(p.stdout.split())

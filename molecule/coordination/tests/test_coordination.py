@@ -19,21 +19,13 @@ from etcd_local import LocalEtcd  # noqa: E402
 
 tls_ca.use(local_commands.run)
 
-INVENTORY = ["-i", os.path.join(REPO, "inventory", "lab", "hosts.yml"),
-             "-i", os.path.join(REPO, "molecule", "coordination", "inventory", "groups.yml")]
+INVENTORY = [lab_ssh.INVENTORY, os.path.join(REPO, "molecule", "coordination", "inventory", "groups.yml")]
 MEMBERS = ("dc1-s1", "dc2-s1", "dc3-s1")
 CLIENT_DIR = "/etc/smc-etcd-client"
 
 
 def playbook(*args, check=True):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".collections"))
-    env.pop("ANSIBLE_INVENTORY", None)
-    p = subprocess.run(["ansible-playbook"] + INVENTORY + list(args), capture_output=True, text=True,
-                       env=env, cwd=REPO, timeout=900, check=False)
-    if check:
-        assert p.returncode == 0, p.stdout[-5000:] + p.stderr[-3000:]
-    return p.returncode, " ".join(p.stdout.split())  # the callback wraps long lines
+    return lab_ssh.playbook(*args, inventories=INVENTORY, check=check)
 
 
 def ctl(host, args, check=True):

@@ -8,11 +8,11 @@ converge), so the tests do not disturb each other; the scenario restores the con
 import json
 import os
 import re
-import subprocess
 import time
 
 import pytest
 from lab_ssh import AGENT, agent, checksums, guids, write_known  # tests/lab, on sys.path by conftest
+from lab_ssh import playbook as lab_playbook
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROOT = "tank/projects"
@@ -267,13 +267,7 @@ def writable(lab, ds):
 
 
 def playbook(*args):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".collections"))
-    env.pop("ANSIBLE_INVENTORY", None)
-    p = subprocess.run(["ansible-playbook", "-i", os.path.join(REPO, "inventory/lab/hosts.yml")] + list(args),
-                       capture_output=True, text=True, env=env, cwd=REPO, timeout=900, check=False)
-    assert p.returncode == 0, p.stdout[-5000:] + p.stderr[-3000:]
-    return " ".join(p.stdout.split())  # the callback wraps long lines
+    return lab_playbook(*args)[1]
 
 
 def slice_of(host, pid):
