@@ -37,6 +37,7 @@ PREFIX = os.environ.get("SMC_LAB_SUBNET_PREFIX", "10.77.0")
 DCS = tuple(os.environ.get("SMC_LAB_DCS", "dc1,dc2,dc3").split(","))
 TIMINGS = {"heartbeat_ms": 250, "election_ms": 2500, "quota_backend_bytes": 512 * 1024 * 1024}
 EMPTY = "blank"
+CUT = set()  # names of the members whose link to the bridge link() took down
 
 
 class EtcdLabError(Exception):
@@ -182,8 +183,9 @@ def stop(m, timeout=15):
 
 
 def ctl(*args, via=None):
-    """etcdctl from a member's namespace (the controller's own namespace cannot reach the bridge)."""
-    m = member(via) if via else next((x for x in members() if pid_of(x)), members()[0])
+    """etcdctl from a member's namespace (the controller's own namespace cannot reach the bridge): ``via``'s,
+    else that of a running member still on the bridge (a cut one reaches no other)."""
+    m = member(via) if via else next((x for x in members() if pid_of(x) and x["name"] not in CUT), members()[0])
     env = dict(os.environ, ETCDCTL_API="3")
     return subprocess.run(["ip", "netns", "exec", m["netns"], "etcdctl", "--endpoints", ",".join(endpoints()),
                            "--command-timeout", "5s", "--dial-timeout", "2s"] + tls_args(m) + list(args),
@@ -230,6 +232,7 @@ def down():
 
 def link(m, state):
     sh("ip", "-n", NETNS, "link", "set", m["veth"], state)
+    (CUT.add if state == "down" else CUT.discard)(m["name"])
 
 
 def save(snap):

@@ -159,6 +159,8 @@ def test_an_offline_replica_catches_up_incrementally_from_its_kept_base(lab):
     base = guids(offline, ds)
     keys = "/var/lib/smc-recv/.ssh/authorized_keys"
     offline.run("mv %s %s.off" % (keys, keys))  # unreachable for replication (fails at once, unlike a cut link)
+    # a revoked key ends no connection already made: close the primary's shared ones (replication.persist)
+    primary.run("for s in /run/smc/ssh/*; do [ -S $s ] && ssh -o ControlPath=$s -O exit peer; done; true")
     try:
         start = (int(time.time()) // 86400 + 2) * 86400  # a bucket of its own, two days ahead
         for cycle in range(6):  # six snapshot/replicate/prune cycles a minute apart: the middle ones are pruned

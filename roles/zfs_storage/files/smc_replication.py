@@ -408,17 +408,30 @@ class Records:
         os.replace(tmp, self.path)
 
 
+def ssh_command(repl, address):
+    """The ssh command line of a session with ``address``'s receiver. With ``persist`` seconds (> 0) the first
+    session to a target starts a master connection (in ``control_dir``, root's only) that later sessions share
+    for that long after the last one ends: a key exchange per target and interval, not per command (on a slow
+    host the exchange costs more than an idle send). A master whose peer stopped answering ends after three
+    unanswered keepalives (45 s), as a new connection would time out."""
+    args = ["ssh", "-i", repl["ssh_key"], "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            "-o", "UserKnownHostsFile=%s" % repl["known_hosts"], "-o", "StrictHostKeyChecking=yes",
+            "-o", "ConnectTimeout=%d" % repl["connect_timeout"], "-o", "ServerAliveInterval=15",
+            "-o", "ServerAliveCountMax=3", "-o", "Compression=no"]
+    if repl.get("persist"):
+        os.makedirs(repl["control_dir"], mode=0o700, exist_ok=True)
+        os.chmod(repl["control_dir"], 0o700)
+        args += ["-o", "ControlMaster=auto", "-o", "ControlPath=%s/%%C" % repl["control_dir"],
+                 "-o", "ControlPersist=%d" % repl["persist"]]
+    return args + ["-l", repl["user"], address, "receive"]
+
+
 class Peer:
-    """One SSH connection to a target's receiver."""
+    """One SSH session with a target's receiver."""
 
     def __init__(self, cfg, me, target, address):
         self.target = target
-        key = cfg["replication"]["ssh_key"]
-        args = ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-                "-o", "UserKnownHostsFile=%s" % cfg["replication"]["known_hosts"], "-o", "StrictHostKeyChecking=yes",
-                "-o", "ConnectTimeout=%d" % cfg["replication"]["connect_timeout"], "-o", "ServerAliveInterval=15",
-                "-o", "Compression=no", "-l", cfg["replication"]["user"], address, "receive"]
-        cmd = cfg["replication"].get("command") or args
+        cmd = cfg["replication"].get("command") or ssh_command(cfg["replication"], address)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         rate = cfg["replication"].get("bwlimit") or 0  # bytes per second on this connection; 0: no limit
         self.inp, self.out = self.proc.stdout, wire.RateLimit(self.proc.stdin, rate) if rate else self.proc.stdin

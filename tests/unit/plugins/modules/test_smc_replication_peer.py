@@ -53,3 +53,29 @@ def test_a_peer_sends_everything_through_its_rate_limit_when_one_is_set(bwlimit,
         assert p.call(op="state")["got"] == 300000
     finally:
         p.close()
+
+
+def repl(tmp_path, persist):
+    return {"ssh_key": "/etc/smc/repl/id_ed25519", "known_hosts": "/etc/smc/repl/known_hosts", "connect_timeout": 60,
+            "user": "smc-recv", "persist": persist, "control_dir": str(tmp_path / "ssh")}
+
+
+def test_with_persist_sessions_share_a_master_connection_in_a_private_directory(tmp_path):
+    args = smc_replication.ssh_command(repl(tmp_path, 60), "10.0.0.2")
+    assert args[-3:] == ["smc-recv", "10.0.0.2", "receive"] and args[-4] == "-l"
+    assert "ControlMaster=auto" in args and "ControlPersist=60" in args
+    assert "ControlPath=%s/%%C" % (tmp_path / "ssh") in args
+    assert (tmp_path / "ssh").stat().st_mode & 0o777 == 0o700
+    assert "StrictHostKeyChecking=yes" in args and "ServerAliveCountMax=3" in args
+
+
+def test_without_persist_every_session_is_a_connection_of_its_own(tmp_path):
+    args = smc_replication.ssh_command(repl(tmp_path, 0), "10.0.0.2")
+    assert not any(a.startswith("Control") for a in args)
+    assert not (tmp_path / "ssh").exists()
+
+
+def test_a_control_directory_left_open_to_others_is_closed_again(tmp_path):
+    (tmp_path / "ssh").mkdir(mode=0o755)
+    smc_replication.ssh_command(repl(tmp_path, 30), "10.0.0.2")
+    assert (tmp_path / "ssh").stat().st_mode & 0o777 == 0o700

@@ -104,3 +104,15 @@ def test_a_bandwidth_limit_that_is_not_bytes_per_second_is_refused(value):
 def test_a_bandwidth_limit_in_bytes_per_second_is_accepted():
     for value in (0, 1, 50 * 10 ** 6):
         assert AGENT.config_errors(dict(AGENT.DEFAULTS, replication=dict(AGENT.REPLICATION_DEFAULTS, bwlimit=value))) == []
+
+
+@pytest.mark.parametrize("value", [-1, "60s", True, 0.5, None, 3601])
+def test_a_persist_time_that_is_not_whole_seconds_up_to_an_hour_is_refused(value):
+    cfg = dict(AGENT.DEFAULTS, replication=dict(AGENT.REPLICATION_DEFAULTS, persist=value))
+    assert any("replication.persist must be a whole number from 0 to 3600" in e for e in AGENT.config_errors(cfg))
+
+
+@pytest.mark.parametrize("value", ["run/ssh", "/run/ssh\n-oProxyCommand=x", "", None])
+def test_a_control_directory_that_is_not_an_absolute_path_is_refused(value):
+    cfg = dict(AGENT.DEFAULTS, replication=dict(AGENT.REPLICATION_DEFAULTS, control_dir=value))
+    assert any("replication.control_dir must be an absolute path" in e for e in AGENT.config_errors(cfg))

@@ -1,0 +1,1 @@
+../../chaos/tests/conftest.py
