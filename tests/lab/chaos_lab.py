@@ -17,7 +17,7 @@ import pytest
 import etcd_lab
 import lab_ssh
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROJECTS = "tank/projects"
 CASE_STARTED = [time.monotonic()]
 
@@ -36,7 +36,7 @@ class Lab:
         return self.hosts[name]
 
     def restore(self):
-        p = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "lab", "snapshot.py"), "restore", "converged"],
+        p = subprocess.run([sys.executable, os.path.join(REPO, "tests", "lab", "snapshot.py"), "restore", "converged"],
                            capture_output=True, text=True, check=False, timeout=600)
         assert p.returncode == 0, p.stderr
         for h in self.hosts.values():

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 import etcd_lab  # tests/lab, on sys.path by conftest
-from chaos_lab import PROJECTS as ROOT, ROOT as REPO, etcd_primary, projects_of, say, serving_host, snapshot_and_send
+from chaos_lab import PROJECTS as ROOT, REPO, etcd_primary, projects_of, say, serving_host, snapshot_and_send
 from lab_ssh import checksums, guids, write_known  # tests/lab, on sys.path by conftest
 
 
