@@ -1,6 +1,7 @@
 """Monitoring on the lab (scenario monitoring, issue 16): Prometheus and Alertmanager on dc1-s1 scrape the six
 node exporters over the VPN (converge.yml). Three faults at once, each on its own host:
-- a vdev of dc2-s1's mirror offline: SmcPoolDegraded;
+- a vdev of dc2-s1's mirror offline: SmcPoolDegraded, and the agent's smc_pool_health says degraded (its
+  zedlets rewrite it on the pool's events; the agent's own cycle runs every 15 minutes), online after the repair;
 - the agent of dc3-s1 (a replica of every project) stopped: its copies go read-only at once (the unit's
   ExecStopPost), its lease lapses, dc1-s2's next cycle leaves it out and SmcReplicationLagHigh fires for it;
 - tinc stopped on dc3-s2: SmcVpnPeerUnreachable (the other hosts' host-down scripts) and SmcHostDown (no scrape
@@ -13,6 +14,7 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 
 import pytest
 
@@ -59,6 +61,13 @@ def firing(lab):
     """[(alertname, labels)] firing in Prometheus now."""
     return [(a["labels"]["alertname"], a["labels"]) for a in api(lab, "/api/v1/alerts")["alerts"]
             if a["state"] == "firing"]
+
+
+def agent_pool_states(lab):
+    """The states smc_pool_health (the agent's textfile on POOL_HOST) gives its pool now: its zedlets rewrite it
+    on every pool event, so it must follow the pool without the agent's cycle."""
+    query = 'smc_pool_health{instance="%s",pool="tank"} == 1' % POOL_HOST
+    return sorted(r["metric"]["state"] for r in api(lab, "/api/v1/query?query=" + urllib.parse.quote(query, safe=""))["result"])
 
 
 def matches(labels, want):
@@ -149,6 +158,8 @@ def test_faults_fire_reach_the_webhook_and_clear_after_repair(lab):
     assert wait_for("firing", all_firing), "not firing: %s; firing: %s" % (EXPECTED, firing(lab))
     fired = time.monotonic() - start
     assert wait_for("webhook", lambda: notified(lab, "firing") == set(EXPECTED), timeout=60), notified(lab, "firing")
+    assert wait_for("agent's pool health", lambda: agent_pool_states(lab) == ["degraded"], timeout=60), \
+        "smc_pool_health of %s: %s" % (POOL_HOST, agent_pool_states(lab))
     say("faults -> all %d alerts firing in Prometheus %.0f s, at the webhook %.0f s"
         % (len(EXPECTED), fired, time.monotonic() - start))
 
@@ -169,7 +180,9 @@ def test_faults_fire_reach_the_webhook_and_clear_after_repair(lab):
         now = firing(lab)
         return not [k for k, (name, want_labels) in EXPECTED.items()
                     if any(n == name and matches(labels, want_labels) for n, labels in now)]
-    assert wait_for("clear", none_firing), "still firing: %s" % firing(lab)
+    assert wait_for("clear", none_firing), "still firing: %s; smc_pool_health of %s: %s" % (
+        firing(lab), POOL_HOST, agent_pool_states(lab))
+    assert agent_pool_states(lab) == ["online"], agent_pool_states(lab)
     cleared = time.monotonic() - repaired
     assert wait_for("resolved", lambda: notified(lab, "resolved") == set(EXPECTED), timeout=60), \
         notified(lab, "resolved")

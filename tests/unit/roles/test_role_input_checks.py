@@ -135,3 +135,28 @@ def test_storage_host_refuses_a_hostile_private_ip_or_name_naming_host_and_field
     assert "is not an IP address; set it to the host's private address" in errors["newline"]
     # what system_state writes into /etc/hosts: the same lines the role's template wrote before the check
     assert out["result"] == "".join("%s %s\n" % (LAB[h]["private_ip"], h) for h in sorted(LAB))
+
+
+# --- roles/zfs_storage --------------------------------------------------------------------------------------
+ZED_CHECK = "Check the zed event classes are plain class names"
+ZED_HOSTILE = {"slash": ["statechange", "a/b"], "dotdot": [".."], "newline": ["statechange\nx"],
+               "dash": ["-x"], "upper": ["StateChange"], "space": ["vdev online"], "empty": [""]}
+
+
+def test_zfs_storage_checks_its_zed_classes_before_its_first_host_task():
+    assert role_tasks("zfs_storage")[0]["name"] == ZED_CHECK
+
+
+def test_zfs_storage_refuses_a_hostile_zed_class_naming_the_setting_and_ships_one_zedlet_per_class(tmp_path):
+    cases = dict({"defaults": {}, "none": {"zfs_storage_agent_zed_classes": []}},
+                 **{case: {"zfs_storage_agent_zed_classes": v} for case, v in ZED_HOSTILE.items()})
+    cases["again"] = {"zfs_storage_agent_zed_classes": ["statechange", "resilver_finish"]}
+    out = run_cases(tmp_path, "zfs_storage", [task("zfs_storage", ZED_CHECK)], cases,
+                    record="__zfs_storage_zedlet_files | map(attribute='path') | list")
+    errors = out["errors"]
+    assert errors.pop("defaults") is None and errors.pop("none") is None and errors.pop("again") is None, out
+    for case, value in ZED_HOSTILE.items():
+        assert errors[case].startswith("zfs_storage_agent_zed_classes: each entry must be"), (case, errors[case])
+        bad = [v for v in value if v != "statechange"]
+        assert json.dumps(bad) in errors[case] and errors[case].endswith("Nothing was changed."), (case, errors[case])
+    assert out["result"] == ["/etc/zfs/zed.d/statechange-smc-metrics.sh", "/etc/zfs/zed.d/resilver_finish-smc-metrics.sh"]
