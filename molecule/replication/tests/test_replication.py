@@ -32,16 +32,31 @@ def plan(host):
     return json.loads(host.out("cat /etc/smc/plan.json"))
 
 
+def serving(host):
+    """{project: (host, epoch)} as etcd names the primaries (read through ``host``'s agent); None with HA off."""
+    st = agent(host, "ha-status")
+    if not st.get("enabled"):
+        return None
+    assert st.get("etcd") == "ok", "%s cannot read etcd: %s" % (host.name, st)
+    return dict((pid, (v["host"], v["epoch"])) for pid, v in st["primary"].items())
+
+
 def project_on(lab, primary):
-    """A placed project whose primary is ``primary`` and that no other test took: (id, [replica hosts])."""
+    """A placed project whose primary is ``primary`` (in the plan and, with HA on, in etcd at the seed's epoch 1:
+    a converged lab whose elections moved some primaries keeps others in place) and that no other test took:
+    (id, [replica hosts])."""
     p = plan(lab[primary])
     names = p["hosts"]
+    etcd = serving(lab[primary])
     for pid, entry in sorted(p["projects"].items()):
+        if etcd is not None and etcd.get(pid) != (primary, 1):
+            continue
         if names[entry["primary"]] == primary and pid not in USED:
             USED.add(pid)
             copies = [names[i] for i in entry["ring"]] + [names[i] for i in entry.get("extra", [])]
             return pid, [h for h in dict.fromkeys(copies) if h != primary]
-    raise AssertionError("no unused project with primary %s" % primary)
+    raise AssertionError("no unused project with primary %s at epoch 1 (etcd: %s); restore a lab that scenario "
+                         "default converged" % (primary, etcd))
 
 
 def newest_name(host, ds):
