@@ -145,20 +145,37 @@ def from_config(pid):
         return b"--config-file" in f.read().split(b"\0")
 
 
-def start(m):
-    pid = pid_of(m)
-    if pid and from_config(pid):
-        return False
-    if pid:
-        stop(m)
+def config_text(m):
+    """The member's config file as role coordination's writer makes it now."""
     p = paths(m)
-    os.makedirs(os.path.dirname(p["data"]), exist_ok=True)
-    certify(m)
     listed = [{"name": x["name"], "address": x["address"], "dc": x["dc"]} for x in members()]
     config = etcd_member.member_config(m["name"], listed, {k: p[k] for k in ("ca", "cert", "key")}, p["data"],
                                        "new", "smc-lab", TIMINGS, metrics_port=0)
+    return json.dumps(config, indent=1, sort_keys=True)
+
+
+def running_config(p):
+    try:
+        with open(p["config"], encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def start(m):
+    """Start the member from its config file; False when it already runs from that very file (a member of the
+    earlier plain-HTTP lab, started with flags, or one whose file the writer changed since, is restarted)."""
+    p = paths(m)
+    os.makedirs(os.path.dirname(p["data"]), exist_ok=True)
+    certify(m)
+    text = config_text(m)
+    pid = pid_of(m)
+    if pid and from_config(pid) and running_config(p) == text:
+        return False
+    if pid:
+        stop(m)
     with open(p["config"], "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=1, sort_keys=True)
+        f.write(text)
     args = ["ip", "netns", "exec", m["netns"], "etcd", "--config-file", p["config"]]
     with open(p["log"], "ab") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)

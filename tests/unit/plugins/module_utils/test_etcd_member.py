@@ -57,6 +57,7 @@ def test_a_bootstrap_config_names_every_member_and_requires_client_certificates(
                            "client-cert-auth": True}
     assert (c["heartbeat-interval"], c["election-timeout"]) == (250, 2500)
     assert c["enable-grpc-gateway"] is True
+    assert c["pre-vote"] is True  # a member whose link heals must not depose the leader with a term raised in vain
 
 
 def test_a_joining_member_lists_the_running_ones_and_itself():
