@@ -1,7 +1,8 @@
 """Role coordination on the lab: etcd over TLS with client certificates, a backup that restores, a member
-removed and joined again with every key kept, on dc1-s1, dc2-s1 and dc3-s1 (members) and dc1-s2, dc2-s2
-(clients with certificates of role tls_certificate). Scenario order matters only for the last test, which
-changes the membership; each test writes keys of its own."""
+removed and joined again with every key kept, a dead member replaced by a new host, on dc1-s1, dc2-s1 and dc3-s1
+(members; dc3-s2 replaces dc3-s1) and dc1-s2, dc2-s2 (clients with certificates of role tls_certificate).
+Scenario order matters only for the last tests, which change the membership; each test writes keys of its
+own."""
 import json
 import os
 import subprocess
@@ -38,11 +39,11 @@ def members(host):
     return sorted(m.get("name", "") for m in json.loads(ctl(host, "member list -w json"))["members"])
 
 
-def endpoints():
+def endpoints(names=MEMBERS):
     """The members' client URLs, at their private addresses in the lab inventory."""
     storage = lab_ssh.inventory()["children"]["storage"]["children"]
     address = {n: hv["private_ip"] for dc in storage.values() for n, hv in dc["hosts"].items()}
-    return ",".join("https://%s:2379" % address[m] for m in MEMBERS)
+    return ",".join("https://%s:2379" % address[m] for m in names)
 
 
 def client_python(host, script):
@@ -161,3 +162,32 @@ def test_a_check_run_after_the_join_changes_nothing(lab):
     _rc, out = playbook("--check", "playbooks/coordination.yml")
     assert "changed=0" in out and "failed=0" in out, out[-2000:]
     assert members(lab["dc1-s1"]) == sorted(MEMBERS)
+
+
+def test_a_dead_member_is_removed_and_a_new_host_joins_in_its_place_with_every_key(lab, tmp_path):
+    """dc3-s1's VM is destroyed (a dead host: its SSH port refuses); the remove playbook takes it out of the
+    cluster all the same and says it could not stop it; dc3-s2, added to group coordination, joins as the third
+    member and holds every key. The scenario's end restores the lab, dc3-s1 included."""
+    want = put_known(lab["dc1-s1"], "/smc-test/replaced", 20)
+    subprocess.run(["virsh", "-c", "qemu:///system", "destroy", "dc3-s1"], check=True, capture_output=True)
+    more = put_known(lab["dc2-s1"], "/smc-test/replaced-while-dead", 10)  # two of three: still a quorum
+    confirm = ["-e", "coordination_remove=dc3-s1", "-e", "coordination_confirm_remove=dc3-s1"]
+    _rc, out = playbook("playbooks/coordination_remove_member.yml", *confirm)
+    assert "removed etcd member dc3-s1" in out and "dc3-s1 did not answer" in out, out[-2000:]
+    assert members(lab["dc1-s1"]) == ["dc1-s1", "dc2-s1"]
+    with open(INVENTORY[1], encoding="utf-8") as f:
+        groups = f.read().replace("        dc3-s1:\n", "        dc3-s2:\n")
+    assert "dc3-s1" not in groups
+    (tmp_path / "groups.yml").write_text(groups, encoding="utf-8")
+    replaced = [lab_ssh.INVENTORY, str(tmp_path / "groups.yml")]
+    started = time.monotonic()
+    _rc, out = lab_ssh.playbook("playbooks/coordination.yml", inventories=replaced)
+    print("\nreplacement: playbooks/coordination.yml took %.1f s" % (time.monotonic() - started))
+    assert "join of dc3-s2" in out, out[-2000:]
+    assert members(lab["dc1-s1"]) == ["dc1-s1", "dc2-s1", "dc3-s2"]
+    local = "https://127.0.0.1:2379"
+    assert read_prefix(lab["dc3-s2"], "/smc-test/replaced", local) == want
+    assert read_prefix(lab["dc3-s2"], "/smc-test/replaced-while-dead", local) == more
+    health = json.loads(ctl(lab["dc1-s1"], "endpoint health --cluster -w json"))
+    assert sorted(h["endpoint"] for h in health if h["health"]) == sorted(
+        endpoints(("dc1-s1", "dc2-s1", "dc3-s2")).split(",")), health
