@@ -226,8 +226,16 @@ def serving_host(lab, prefer="dc2-s2", besides=None):
 
 
 def snapshot_and_send(host):
+    """A snapshot and a replicate on ``host``; its replication report. A failed replicate fails the case with
+    the sender's HA view (which peers it held alive) and its HA loop's journal, lost with the next restore."""
     lab_ssh.agent(host, "snapshot")
-    return lab_ssh.agent(host, "replicate", timeout=900)["replication"]
+    rc, out, err = host.run("%s replicate" % lab_ssh.AGENT, check=False, timeout=900)
+    if rc != 0:
+        status = lab_ssh.agent(host, "ha-status", check=False, timeout=60)
+        raise AssertionError("%s: smc-zfs-agent replicate rc=%d\n%s\n%s\nHA view: fresh=%s alive=%s\n%s" % (
+            host.name, rc, out[-3000:], err[-2000:], status.get("fresh"), (status.get("state") or {}).get("alive"),
+            host.out("journalctl -u smc-ha --no-pager -n 40 -o cat", check=False)[-6000:]))
+    return json.loads(out)["replication"]
 
 
 def etcd_primary(pid):
