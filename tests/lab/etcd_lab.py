@@ -166,14 +166,14 @@ def start(m):
     """Start the member from its config file; False when it already runs from that very file (a member of the
     earlier plain-HTTP lab, started with flags, or one whose file the writer changed since, is restarted)."""
     p = paths(m)
-    os.makedirs(os.path.dirname(p["data"]), exist_ok=True)
-    certify(m)
     text = config_text(m)
     pid = pid_of(m)
     if pid and from_config(pid) and running_config(p) == text:
         return False
     if pid:
         stop(m)
+    os.makedirs(os.path.dirname(p["data"]), exist_ok=True)
+    certify(m)
     with open(p["config"], "w", encoding="utf-8") as f:
         f.write(text)
     args = ["ip", "netns", "exec", m["netns"], "etcd", "--config-file", p["config"]]

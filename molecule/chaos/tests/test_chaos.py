@@ -177,6 +177,8 @@ def test_a_dc_cut_off_fences_its_primaries_and_rejoins_as_replicas_with_tails_ke
     [kept] = [q for q in report["quarantined"] if q["dataset"] == ds and q["target"] == holder]
     assert checksums(lab[holder], kept["renamed"])["f-tail"] == tail
     assert checksums(lab[holder], ds) == checksums(lab[new], ds)
+    for h in sorted(lab.hosts):  # every copy, the healed DC's included: the new primary's history, snapshot by snapshot
+        assert guids(lab[h], ds) == guids(lab[new], ds), h
 
 
 def test_one_etcd_member_down_changes_nothing_two_stop_failovers_and_say_why(lab):
